@@ -1,0 +1,179 @@
+#include "steport/glue.h"
+
+#include <algorithm>
+#include <exception>
+#include <mutex>
+
+namespace steport {
+
+
+std::string NodeName(const OrtKernelInfo* info) {
+  size_t size = 0;
+  OrtStatus* st = Ort::GetApi().KernelInfo_GetNodeName(info, nullptr, &size);
+  if (st) { Ort::GetApi().ReleaseStatus(st); return "?"; }
+  std::string s(size, '\0');
+  st = Ort::GetApi().KernelInfo_GetNodeName(info, s.data(), &size);
+  if (st) { Ort::GetApi().ReleaseStatus(st); return "?"; }
+  if (!s.empty() && s.back() == '\0') s.pop_back();
+  return s;
+}
+
+int64_t AttrInt(const OrtKernelInfo* info, const char* name) {
+  int64_t v = 0;
+  OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_int64(info, name, &v);
+  if (st) {
+    std::string msg = Ort::GetApi().GetErrorMessage(st);
+    Ort::GetApi().ReleaseStatus(st);
+    Fail("required int attribute '", name, "' is missing or not an int (", msg, ")");
+  }
+  return v;
+}
+
+int64_t AttrInt(const OrtKernelInfo* info, const char* name, int64_t dflt) {
+  int64_t v = 0;
+  OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_int64(info, name, &v);
+  if (!st) return v;
+  Ort::GetApi().ReleaseStatus(st);
+  // Distinguish "absent" from "present with another type": the float getter succeeds for
+  // a float attribute, which is a model error, not a default.
+  float f;
+  st = Ort::GetApi().KernelInfoGetAttribute_float(info, name, &f);
+  if (!st) Fail("attribute '", name, "' must be an int, got a float");
+  Ort::GetApi().ReleaseStatus(st);
+  return dflt;
+}
+
+int64_t AttrIntIn(const OrtKernelInfo* info, const char* name, int64_t lo, int64_t hi) {
+  int64_t v = AttrInt(info, name);
+  Check(v >= lo && v <= hi, "attribute '", name, "' = ", v, " is out of range [", lo, ", ", hi, "]");
+  return v;
+}
+
+int64_t AttrIntIn(const OrtKernelInfo* info, const char* name, int64_t lo, int64_t hi,
+                  int64_t dflt) {
+  int64_t v = AttrInt(info, name, dflt);
+  Check(v >= lo && v <= hi, "attribute '", name, "' = ", v, " is out of range [", lo, ", ", hi, "]");
+  return v;
+}
+
+float AttrFloat(const OrtKernelInfo* info, const char* name, float dflt) {
+  float v = 0;
+  OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_float(info, name, &v);
+  if (!st) return v;
+  Ort::GetApi().ReleaseStatus(st);
+  return dflt;
+}
+
+std::vector<int64_t> AttrInts(const OrtKernelInfo* info, const char* name,
+                              std::vector<int64_t> dflt) {
+  size_t n = 0;
+  OrtStatus* st = Ort::GetApi().KernelInfoGetAttributeArray_int64(info, name, nullptr, &n);
+  if (st) { Ort::GetApi().ReleaseStatus(st); return dflt; }
+  std::vector<int64_t> v(n);
+  if (n) Ort::ThrowOnError(Ort::GetApi().KernelInfoGetAttributeArray_int64(info, name, v.data(), &n));
+  return v;
+}
+
+std::string AttrString(const OrtKernelInfo* info, const char* name, std::string dflt) {
+  size_t n = 0;
+  OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_string(info, name, nullptr, &n);
+  if (st) { Ort::GetApi().ReleaseStatus(st); return dflt; }
+  std::string s(n, '\0');
+  Ort::ThrowOnError(Ort::GetApi().KernelInfoGetAttribute_string(info, name, s.data(), &n));
+  if (!s.empty() && s.back() == '\0') s.pop_back();
+  return s;
+}
+
+const char* TypeName(ONNXTensorElementDataType t) {
+  switch (t) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return "float";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return "float16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: return "double";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8: return "uint8";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8: return "int8";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16: return "uint16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16: return "int16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return "int32";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return "int64";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32: return "uint32";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64: return "uint64";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return "bool";
+    default: return "other";
+  }
+}
+
+std::string ShapeStr(const std::vector<int64_t>& s) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+  os << "]";
+  return os.str();
+}
+
+int64_t NumElements(const std::vector<int64_t>& s) {
+  int64_t n = 1;
+  for (int64_t d : s) {
+    Check(d >= 0, "negative dimension in shape ", ShapeStr(s));
+    if (d != 0 && n > INT64_MAX / d) Fail("tensor with shape ", ShapeStr(s), " is too large");
+    n *= d;
+  }
+  return n;
+}
+
+InputView GetInput(Ort::KernelContext& ctx, size_t i, const char* name) {
+  InputView v = GetOptionalInput(ctx, i, name);
+  Check(v.present, "input ", i, " ('", name, "') is required");
+  return v;
+}
+
+InputView GetOptionalInput(Ort::KernelContext& ctx, size_t i, const char* name) {
+  InputView v;
+  if (i >= ctx.GetInputCount()) return v;
+  v.value = ctx.GetInput(i);
+  if (!v.value) return v;
+  Check(v.value.IsTensor(), "input ", i, " ('", name, "') must be a tensor");
+  auto info = v.value.GetTensorTypeAndShapeInfo();
+  v.shape = info.GetShape();
+  v.type = info.GetElementType();
+  v.present = true;
+  (void)NumElements(v.shape);
+  return v;
+}
+
+void CheckType(const InputView& v, ONNXTensorElementDataType want, const char* name) {
+  Check(v.type == want, "input '", name, "' must be ", TypeName(want), ", got ", TypeName(v.type));
+}
+
+namespace {
+struct ForState {
+  const std::function<void(int64_t, int64_t)>* fn;
+  int64_t n, chunk;
+  std::once_flag once;
+  std::exception_ptr error;
+};
+void RunChunk(void* p, size_t c) {
+  auto* s = static_cast<ForState*>(p);
+  int64_t b = static_cast<int64_t>(c) * s->chunk;
+  int64_t e = std::min(s->n, b + s->chunk);
+  try {
+    if (b < e) (*s->fn)(b, e);
+  } catch (...) {
+    std::call_once(s->once, [&] { s->error = std::current_exception(); });
+  }
+}
+}  // namespace
+
+void ParallelFor(Ort::KernelContext& ctx, int64_t n, int64_t grain,
+                 const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  if (n <= grain) { fn(0, n); return; }
+  // Many more chunks than threads keeps the pool balanced; ORT batches them.
+  int64_t chunks = std::min<int64_t>((n + grain - 1) / grain, 256);
+  ForState s{&fn, n, (n + chunks - 1) / chunks, {}, nullptr};
+  chunks = (n + s.chunk - 1) / s.chunk;
+  ctx.ParallelFor(RunChunk, static_cast<size_t>(chunks), 0, &s);
+  if (s.error) std::rethrow_exception(s.error);
+}
+
+}  // namespace steport

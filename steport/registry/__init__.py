@@ -1,0 +1,55 @@
+"""The op registry: every custom op steport knows, by family.
+
+Train (torch custom ops), export (translations, fallback bodies), ort_ops (the generated
+C++ constants header, see `python -m steport.registry --header`) and tests all derive from
+`OPS`. Adding an op means adding an OpSpec to its family's module here."""
+from __future__ import annotations
+
+from . import approx, binary, logic, quant
+from .spec import DOMAIN_VERSION, DOMAINS, IR_VERSION, ONNX_OPSET, REQUIRED, Attr, OpSpec, Port
+
+OPS: tuple[OpSpec, ...] = tuple(quant.OPS + binary.OPS + approx.OPS + logic.OPS)
+
+_BY_KEY = {(op.domain, op.name): op for op in OPS}
+if len(_BY_KEY) != len(OPS):  # pragma: no cover - guards against copy-paste in a family file
+    raise RuntimeError("duplicate op in steport.registry")
+
+
+def get(domain_or_family: str, name: str) -> OpSpec:
+    domain = DOMAINS.get(domain_or_family, domain_or_family)
+    try:
+        return _BY_KEY[(domain, name)]
+    except KeyError:
+        raise KeyError(f"no op {domain}::{name} in the steport registry") from None
+
+
+def by_torch_op(qualname: str) -> OpSpec:
+    for op in OPS:
+        if op.torch_op == qualname:
+            return op
+    raise KeyError(f"no registry op for torch op {qualname}")
+
+
+def check_model_ops(model) -> None:
+    """Raise ValueError if an ONNX model (ModelProto) uses a steport domain version or op
+    this registry does not have: better a clear error than a silent fallback body."""
+    problems = []
+    ours = set(DOMAINS.values())
+    for o in model.opset_import:
+        if o.domain in ours and o.version != DOMAIN_VERSION:
+            problems.append(f"domain {o.domain} version {o.version} (this steport has version "
+                            f"{DOMAIN_VERSION})")
+    for n in model.graph.node:
+        if n.domain in ours and (n.domain, n.op_type) not in _BY_KEY:
+            known = sorted(op.name for op in OPS if op.domain == n.domain)
+            problems.append(f"node '{n.name}': no op {n.domain}::{n.op_type} (known: {known})")
+    if problems:
+        raise ValueError("model needs ops this steport does not provide: " + "; ".join(problems))
+
+
+def families() -> dict[str, tuple[OpSpec, ...]]:
+    return {f: tuple(op for op in OPS if op.family == f) for f in DOMAINS}
+
+
+__all__ = ["OPS", "DOMAINS", "DOMAIN_VERSION", "IR_VERSION", "ONNX_OPSET", "REQUIRED",
+           "Attr", "OpSpec", "Port", "get", "by_torch_op", "families", "check_model_ops"]

@@ -1,0 +1,4 @@
+"""ai.steport.binary ops (see docs/ops.md)."""
+from .spec import Attr, OpSpec, Port  # noqa: F401
+
+OPS: list[OpSpec] = []

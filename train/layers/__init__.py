@@ -1,0 +1,8 @@
+"""nn.Module layers built on steport's ops, one module per family (each lists __all__)."""
+from .approx import *  # noqa: F401,F403
+from .binary import *  # noqa: F401,F403
+from .logic import *  # noqa: F401,F403
+from .quant import *  # noqa: F401,F403
+from . import approx, binary, logic, quant
+
+__all__ = [*quant.__all__, *binary.__all__, *approx.__all__, *logic.__all__]

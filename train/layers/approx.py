@@ -1,0 +1,4 @@
+"""approx layers."""
+from __future__ import annotations
+
+__all__: list[str] = []

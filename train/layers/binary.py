@@ -1,0 +1,4 @@
+"""binary layers."""
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,1 @@
+"""steport::approx torch custom ops (ai.steport.approx)."""

@@ -1,0 +1,1 @@
+"""steport::binary torch custom ops (ai.steport.binary)."""

@@ -1,0 +1,1 @@
+"""steport::logic torch custom ops (ai.steport.logic)."""

@@ -1,0 +1,70 @@
+"""Recipes: YAML files naming a model, a data set and training settings. The CLI accepts a
+recipe name (a file in this folder) or a path."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+_HERE = Path(__file__).resolve().parent
+_TOP_KEYS = {"name", "family", "model", "data", "train", "export", "description"}
+_MODEL_KEYS = {"arch", "kwargs"}
+_DATA_KEYS = {"name", "kwargs"}
+
+
+class RecipeError(ValueError):
+    pass
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in _HERE.glob("*.yaml"))
+
+
+def recipe_path(name_or_path: str | os.PathLike) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise RecipeError(f"recipe file {p} does not exist")
+        return p
+    q = _HERE / f"{name_or_path}.yaml"
+    if not q.is_file():
+        raise RecipeError(f"unknown recipe {name_or_path!r}; built-in: {recipe_names()}")
+    return q
+
+
+def _unknown(where: str, got: dict, allowed: set[str]) -> None:
+    extra = set(got) - allowed
+    if extra:
+        raise RecipeError(f"unknown key(s) {sorted(extra)} in {where}; allowed: {sorted(allowed)}")
+
+
+def load_recipe(name_or_path: str | os.PathLike) -> dict[str, Any]:
+    import yaml
+
+    from ..loop import FitConfig
+    from ..models import model_names
+
+    path = recipe_path(name_or_path)
+    try:
+        r = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(r, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping, got {type(r).__name__}")
+    _unknown(f"{path}", r, _TOP_KEYS)
+    for key in ("model", "data"):
+        if not isinstance(r.get(key), dict):
+            raise RecipeError(f"{path}: '{key}' section is required")
+    _unknown(f"{path} model", r["model"], _MODEL_KEYS)
+    _unknown(f"{path} data", r["data"], _DATA_KEYS)
+    if r["model"].get("arch") not in model_names():
+        raise RecipeError(f"{path}: unknown model arch {r['model'].get('arch')!r}; "
+                          f"known: {model_names()}")
+    fit_keys = {f.name for f in dataclasses.fields(FitConfig)}
+    _unknown(f"{path} train", r.get("train") or {}, fit_keys)
+    r.setdefault("name", path.stem)
+    r.setdefault("train", {})
+    r["model"].setdefault("kwargs", {})
+    r["data"].setdefault("kwargs", {})
+    return r
