@@ -1,0 +1,103 @@
+"""Run benchmarks side by side and report ratios.
+
+    python bench/run.py [--quick] [--only quant,binary] [--threads 1,2] [--json out.json]
+
+Each bench module (bench/<name>.py with ``run(ctx)``) times all implementations of a case in
+this one process; ratios are baseline_seconds / impl_seconds (> 1 means faster than the
+baseline). Prints a table, writes JSON with the machine description."""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # `bench` as a package when run as a script
+
+from bench.common import Context, Row  # noqa: E402
+
+MODULES = ["quant", "binary", "approx", "logic", "serving"]
+
+
+def machine() -> dict:
+    import onnxruntime as ort
+
+    import steport
+    from steport.ort_ops import build_info
+
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "onnxruntime": ort.__version__, "steport": steport.__version__,
+            "steport_build": build_info(), "isa_override": os.environ.get("STEPORT_ISA"),
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def with_ratios(rows: list[Row]) -> list[dict]:
+    out = []
+    base = {(r.bench, r.case, r.threads): r.seconds for r in rows if r.baseline is None}
+    for r in rows:
+        d = r.to_dict()
+        if r.baseline is not None:
+            b = next((x.seconds for x in rows if (x.bench, x.case, x.threads, x.impl) ==
+                      (r.bench, r.case, r.threads, r.baseline)), None)
+            d["speedup_vs_baseline"] = (b / r.seconds) if b else None
+        else:
+            d["speedup_vs_baseline"] = 1.0 if (r.bench, r.case, r.threads) in base else None
+        out.append(d)
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    lines = [f"{'bench':12s} {'case':34s} {'thr':>3s} {'impl':26s} {'time':>11s} {'vs baseline':>12s}"]
+    for d in rows:
+        t = d["seconds"]
+        ts = f"{t * 1e3:8.3f} ms" if t >= 1e-4 else f"{t * 1e6:8.2f} us"
+        sp = d.get("speedup_vs_baseline")
+        sps = "baseline" if d.get("baseline") is None else (f"{sp:9.2f}x" if sp else "-")
+        lines.append(f"{d['bench']:12s} {d['case'][:34]:34s} {d['threads']:3d} {d['impl'][:26]:26s} "
+                     f"{ts:>11s} {sps:>12s}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small cases, few repeats (smoke)")
+    ap.add_argument("--only", help="comma-separated bench modules (default: all)")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--json", default="reports/bench.json")
+    args = ap.parse_args(argv)
+    ctx = Context(quick=args.quick, threads=tuple(int(t) for t in args.threads.split(",")))
+    names = args.only.split(",") if args.only else MODULES
+    rows: list[Row] = []
+    for name in names:
+        try:
+            mod = importlib.import_module(f"bench.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"bench.{name}" and not args.only:
+                continue  # not written yet
+            raise
+        print(f"# {name}", file=sys.stderr, flush=True)
+        rows.extend(mod.run(ctx))
+    result = with_ratios(rows)
+    print(table(result))
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine(), "quick": args.quick, "rows": result}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
