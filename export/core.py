@@ -93,22 +93,28 @@ def export_model(model: torch.nn.Module, example_inputs: Sequence[torch.Tensor] 
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     example_inputs = tuple(example_inputs)
-    check_exportable = getattr(model, "check_exportable", None)
+    # Layer hooks: check_exportable() raises ExportError for configurations we cannot export
+    # faithfully; prepare_export() switches a layer to its deployment form (packed/int8
+    # buffers, discretized gates) until finish_export().
     for name, mod in model.named_modules():
         fn = getattr(mod, "check_exportable", None)
         if callable(fn):
             try:
                 fn()
             except ExportError as e:
-                raise ExportError(f"layer '{name or type(mod).__name__}': {e}") from None
-    del check_exportable
+                raise ExportError(f"layer '{name or type(mod).__name__}' "
+                                  f"({type(mod).__name__}): {e}") from None
     was_training = model.training
     model.eval()
+    prepared = [m for m in model.modules() if callable(getattr(m, "prepare_export", None))]
     dynamic_shapes = None
     if dynamic_batch:
         batch = torch.export.Dim("batch", min=1, max=1 << 20)
         dynamic_shapes = tuple({0: batch} for _ in example_inputs)
     try:
+        with torch.no_grad():
+            for m in prepared:
+                m.prepare_export()
         with warnings.catch_warnings(), _quiet_exporter():
             warnings.simplefilter("ignore")
             prog = torch.onnx.export(
@@ -117,6 +123,10 @@ def export_model(model: torch.nn.Module, example_inputs: Sequence[torch.Tensor] 
                 dynamic_shapes=dynamic_shapes, custom_translation_table=translation_table(),
                 optimize=True, verbose=False, report=False)
     finally:
+        for m in prepared:
+            finish = getattr(m, "finish_export", None)
+            if callable(finish):
+                finish()
         model.train(was_training)
     proto = finalize(prog.model_proto, metadata)
     if path is not None:
