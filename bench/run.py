@@ -1,6 +1,7 @@
 """Run benchmarks side by side and report ratios.
 
-    python bench/run.py [--quick] [--only quant,binary] [--threads 1,2] [--json out.json]
+    steport bench [--all | --only quant,binary] [--quick] [--threads 1,2] [--json out.json]
+    (or: python -m steport.bench ...)
 
 Each bench module (bench/<name>.py with ``run(ctx)``) times all implementations of a case in
 this one process; ratios are baseline_seconds / impl_seconds (> 1 means faster than the
@@ -16,10 +17,8 @@ import platform
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # `bench` as a package when run as a script
 
-from bench.common import Context, Row  # noqa: E402
+from .common import Context, Row
 
 MODULES = ["quant", "binary", "approx", "logic", "serving"]
 
@@ -71,21 +70,33 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--all", action="store_true", help="every bench module (the default)")
+    ap.add_argument("--quick", action="store_true", help="small cases, few repeats (smoke)")
+    ap.add_argument("--only", help=f"comma-separated bench modules from {MODULES}")
+    ap.add_argument("--threads", default="1,2", help="intra-op thread counts, e.g. 1,2")
+    ap.add_argument("--json", default="reports/bench.json", help="where to write results")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small cases, few repeats (smoke)")
-    ap.add_argument("--only", help="comma-separated bench modules (default: all)")
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--json", default="reports/bench.json")
-    args = ap.parse_args(argv)
+    add_arguments(ap)
+    return run_from_args(ap.parse_args(argv))
+
+
+def run_from_args(args) -> int:
+    if args.only:
+        unknown = set(args.only.split(",")) - set(MODULES)
+        if unknown:
+            raise ValueError(f"unknown bench module(s) {sorted(unknown)}; known: {MODULES}")
     ctx = Context(quick=args.quick, threads=tuple(int(t) for t in args.threads.split(",")))
     names = args.only.split(",") if args.only else MODULES
     rows: list[Row] = []
     for name in names:
         try:
-            mod = importlib.import_module(f"bench.{name}")
+            mod = importlib.import_module(f"{__package__}.{name}")
         except ModuleNotFoundError as e:
-            if e.name == f"bench.{name}" and not args.only:
+            if e.name == f"{__package__}.{name}" and not args.only:
                 continue  # not written yet
             raise
         print(f"# {name}", file=sys.stderr, flush=True)
