@@ -45,17 +45,24 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     return _RoundSTE.apply(x)
 
 
-class _GradScale(torch.autograd.Function):
+class GradFactor(torch.autograd.Function):
+    """Identity forward; backward returns (grad * f, None). Same call as torchlogix's
+    ``GradFactor.apply(x, f)``; exports as nothing (the identity disappears)."""
+
     @staticmethod
-    def forward(ctx, x, f: float):
+    def forward(ctx, x, f):
         ctx.f = f
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx, g):
-        return g * ctx.f, None
+    def backward(ctx, grad_y):
+        return grad_y * ctx.f, None
+
+    @staticmethod
+    def symbolic(g, x, f):  # legacy TorchScript exporter: identity
+        return x
 
 
 def grad_scale(x: torch.Tensor, f: float) -> torch.Tensor:
     """identity forward, gradient multiplied by f (torchlogix GradFactor)."""
-    return _GradScale.apply(x, f)
+    return GradFactor.apply(x, f)

@@ -50,13 +50,17 @@ def _pact_setup(ctx, inputs, output):
     ctx.save_for_backward(x, alpha)
 
 
-def _pact_backward(ctx, g):
-    # dx = g * 1[0 <= x <= alpha];  dalpha = sum(g * 1[x >= alpha]);  none for bits.
-    x, alpha = ctx.saved_tensors
+def pact_grads(x: torch.Tensor, alpha: torch.Tensor, g: torch.Tensor):
+    """dx = g * 1[0 <= x <= alpha];  dalpha = sum(g * 1[x >= alpha])  (DESIGN.md PACT)."""
     a = alpha.reshape(()).to(x.dtype)
     dx = g * ((x >= 0) & (x <= a)).to(g.dtype)
     dalpha = (g * (x >= a).to(g.dtype)).sum().reshape(alpha.shape).to(alpha.dtype)
-    return dx, dalpha, None
+    return dx, dalpha
+
+
+def _pact_backward(ctx, g):
+    x, alpha = ctx.saved_tensors
+    return (*pact_grads(x, alpha, g), None)  # no gradient for bits
 
 
 pact.register_autograd(_pact_backward, setup_context=_pact_setup)
