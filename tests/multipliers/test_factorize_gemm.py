@@ -68,12 +68,22 @@ def test_non_separable_agrees_with_float_rank(name):
     assert np.linalg.matrix_rank(lut.astype(np.float64)) > 3
 
 
+@pytest.mark.parametrize("name", ["bam_h0_v4", "bam_h0_v6", "bam_h2_v8", "bam_h3_v5"])
+def test_bam_known_terms_match_factorization(name):
+    m = get_multiplier(name)
+    terms = m.terms()
+    assert terms is not None and check_terms(m.lut(), terms)
+    found = factorize_lut(m.lut(), max_terms=8)
+    assert found is not None and len(found) == len(terms)   # the known form is minimal
+
+
 def brute_matmul(lut, A, B):
     Bc = B.astype(np.int64) & 255
     return lut.astype(np.int64)[A[:, :, None], Bc[None]].sum(axis=1)
 
 
-@pytest.mark.parametrize("name", ["exact", "truncated_t2", "drum_k4", "kulkarni", "bam_h2_v0"])
+@pytest.mark.parametrize("name", ["exact", "truncated_t2", "drum_k4", "kulkarni", "bam_h2_v0",
+                                  "bam_h0_v6", "bam_h2_v8"])
 def test_fast_matmul_exact(name):
     m = get_multiplier(name)
     rng = np.random.default_rng(5)

@@ -15,7 +15,7 @@ UnsignedFn = Callable[..., object]
 
 FLOAT32_EXACT = 2 ** 24
 FLOAT64_EXACT = 2 ** 53
-MAX_TERMS = 4
+MAX_TERMS = 8  # e.g. BAM tables have exact rank <= 8 (one term per kept row group)
 
 
 @dataclass(eq=False)

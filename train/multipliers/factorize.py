@@ -86,6 +86,15 @@ def _to_int64(v: np.ndarray) -> np.ndarray | None:
     return np.array([int(x) for x in v], dtype=np.int64)
 
 
+def _surely_above(arr: np.ndarray, r: int) -> bool:
+    """Cheap float pre-check, used only to reject: singular value r far above the float
+    noise floor (~1e-13 relative) means the exact rank exceeds r. Acceptance stays exact."""
+    if r >= min(arr.shape):
+        return False
+    s = np.linalg.svd(arr.astype(np.float64), compute_uv=False)
+    return bool(s[0] > 0 and s[r] > 1e-6 * s[0])
+
+
 def factorize_lut(lut, max_terms: int = 2) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """Integer vectors (f_i, g_i), i < r <= max_terms, with lut == sum_i outer(f_i, g_i)
     exactly, or None if the exact rank exceeds ``max_terms``. An all-zero table gives
@@ -95,6 +104,8 @@ def factorize_lut(lut, max_terms: int = 2) -> list[tuple[np.ndarray, np.ndarray]
     arr = np.asarray(lut)
     if arr.ndim != 2 or arr.dtype.kind not in "iub":
         raise ValueError(f"lut must be a 2-D integer array, got {arr.dtype} {arr.shape}")
+    if _surely_above(arr, max_terms):
+        return None
     rank, cols = exact_rank_pivots(arr, max_terms)
     if rank > max_terms:
         return None

@@ -128,6 +128,14 @@ def _known_terms(family: str, p: dict, transform):
     if transform is not None:
         fa, fb = transform
         return [(np.asarray(fa(a, np), np.int64), np.asarray(sign * fb(mag, np), np.int64))]
+    if family == "bam":  # row i of a keeps b & ~(2^jmin - 1), jmin = max(0, v - i): group by jmin
+        groups: dict[int, np.ndarray] = {}
+        for i in range(p["h"], d.BITS):
+            jmin = max(0, p["v"] - i)
+            if jmin < d.BITS:
+                groups[jmin] = groups.get(jmin, 0) + (((a >> i) & 1) << i)
+        return [(np.asarray(f, np.int64), sign * ((mag >> j) << j)) for j, f in sorted(groups.items())
+                if np.any(f) and np.any(mag >> j)]
     if family == "kulkarni":  # a*b - 2 u(a) u(b)
         u = lambda x: np.asarray(d.kulkarni_digit_mask(x, np), np.int64)  # noqa: E731
         return [(a.copy(), sign * mag), (u(a), -2 * sign * u(mag))]
