@@ -86,6 +86,8 @@ def write_repository(model_path: str | os.PathLike, out: str | os.PathLike, *,
     import steport
 
     model_path = Path(model_path)
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{model_path}: no such model file")
     policy = policy or Policy()
     model = load_model(model_path, policy.updated({"instances": instances}), name=name)
     lib = Path(steport.library_path(cuda=cuda))
