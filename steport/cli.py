@@ -13,6 +13,8 @@ COMMAND_MODULES = [
     "steport.deploy.cli",   # serve, deploy
     "steport.bench_cli",    # bench
 ]
+# Extras a deployment may leave out (the `train` extra); their commands are then absent.
+OPTIONAL_DEPS = {"torch", "onnxscript", "sklearn", "yaml", "tqdm", "matplotlib"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError as e:
             if e.name and e.name.startswith("steport"):
                 continue  # a package without commands yet
+            if e.name and e.name.split(".")[0] in OPTIONAL_DEPS:
+                continue  # e.g. the serving image has no torch: no train/export commands
             raise
         m.add_commands(sub)
     return ap

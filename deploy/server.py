@@ -1,0 +1,451 @@
+"""HTTP server for the Open Inference Protocol (KServe v2 / Triton HTTP), on the stdlib's
+ThreadingHTTPServer (HTTP/1.1 keep-alive, one thread per connection, bounded).
+
+Endpoints: GET /v2, /v2/health/{live,ready}, /v2/models/{m}[/versions/{v}][/ready|/config],
+POST /v2/models/{m}[/versions/{v}]/infer, POST /v2/repository/index, GET /metrics.
+Every error is a JSON {"error": "..."} with a 4xx/5xx status; the server keeps serving."""
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+import zlib
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import IO
+from urllib.parse import unquote, urlsplit
+
+from .batcher import DynamicBatcher, QueueFull, Stopped
+from .metrics import Registry
+from .protocol import RequestError, check_inputs, encode_response, parse_infer_request
+from .repository import Repository
+
+JSON = "application/json"
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 64 << 20      # after decompression too
+    request_timeout_s: float = 30.0     # waiting for a result; then 504
+    idle_timeout_s: float = 15.0        # socket reads (keep-alive idle, slow bodies)
+    max_connections: int = 256          # more -> 503 at accept
+    drain_timeout_s: float = 30.0       # graceful shutdown bound
+    access_log: bool = True
+
+
+class JsonLog:
+    """JSON-lines structured log (one object per line), thread-safe."""
+
+    def __init__(self, stream: IO[str] | None = None, enabled: bool = True):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self._lock = threading.Lock()
+
+    def __call__(self, event: str, level: str = "info", **fields) -> None:
+        if not self.enabled and level == "info" and event == "request":
+            return
+        rec = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) +
+               f".{int(time.time() * 1000) % 1000:03d}Z", "level": level, "event": event, **fields}
+        line = json.dumps(rec, default=str, separators=(",", ":"))
+        with self._lock:
+            try:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+
+
+def _ort_error_status(e: BaseException) -> int:
+    """ORT's InvalidArgument (bad shapes/values the checks above let through) is the
+    client's fault; anything else is ours."""
+    return 400 if type(e).__name__ in ("InvalidArgument", "InvalidGraph") else 500
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True        # shutdown joins connections itself, with a bound
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, addr, handler, app: "Server"):
+        self.app = app
+        self.conn_lock = threading.Lock()
+        self.conns: set = set()
+        self.active = 0
+        super().__init__(addr, handler)
+
+    def process_request(self, request, client_address):
+        with self.conn_lock:
+            over = self.active >= self.app.config.max_connections
+            if not over:
+                self.active += 1
+        if over:
+            body = b'{"error":"too many connections"}'
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
+                                str(len(body)).encode() + b"\r\n\r\n" + body)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.conn_lock:
+                self.active -= 1
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "steport"
+    sys_version = ""
+    server: _HTTPServer
+
+    # -- connection bookkeeping (graceful shutdown wakes idle keep-alive connections) --
+    def setup(self):
+        self.timeout = self.server.app.config.idle_timeout_s
+        super().setup()
+        self.busy = False
+        with self.server.conn_lock:
+            self.server.conns.add(self)
+        self.server.app.metrics.inflight.set(len(self.server.conns))
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            with self.server.conn_lock:
+                self.server.conns.discard(self)
+            self.server.app.metrics.inflight.set(len(self.server.conns))
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        if ok:
+            self.busy = True
+            self.t0 = time.perf_counter()
+            self.model_label = None
+        return ok
+
+    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's name
+        self.server.app.log("http", level="warning", client=self.client_address[0],
+                            message=format % args)
+
+    def send_error(self, code, message=None, explain=None):
+        # errors raised by the stdlib parser (bad request line, huge headers): JSON too
+        self.close_connection = True
+        self._send(code, {"error": message or self.responses.get(code, ("error",))[0]})
+
+    # -- responses --
+    def _send(self, status: int, obj=None, body: bytes | None = None, ctype: str = JSON,
+              headers: dict[str, str] | None = None) -> None:
+        if body is None:
+            body = json.dumps(obj, separators=(",", ":")).encode()
+        app = self.server.app
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            if app.draining or self.close_connection:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except OSError:
+            self.close_connection = True
+        finally:
+            self._done(status, len(body))
+
+    def _done(self, status: int, nbytes: int) -> None:
+        app = self.server.app
+        dt = time.perf_counter() - getattr(self, "t0", time.perf_counter())
+        path = getattr(self, "path", "")
+        kind = _endpoint_kind(path)
+        app.metrics.http.inc(endpoint=kind, status=str(status))
+        model_label = getattr(self, "model_label", None)
+        if model_label is not None:
+            app.metrics.requests.inc(model=model_label, status=str(status))
+            app.metrics.latency.observe(dt, model=model_label)
+        if kind != "health" or status != 200:
+            app.log("request", level="info" if status < 500 else "error",
+                    method=getattr(self, "command", None), path=path, status=status,
+                    model=model_label, duration_ms=round(dt * 1e3, 3), bytes=nbytes,
+                    client=self.client_address[0], error=getattr(self, "err", None))
+        self.busy = False
+
+    def _error(self, e: RequestError) -> None:
+        self.err = str(e)
+        if self.command == "POST" and not getattr(self, "body_read", True) and \
+                self.headers.get("Content-Length", "0") != "0":
+            self.close_connection = True  # unread body left on the socket
+        self._send(e.status, {"error": str(e)}, headers=e.headers)
+
+    # -- routing --
+    def do_GET(self):
+        self.err = None
+        try:
+            self._route("GET")
+        except RequestError as e:
+            self._error(e)
+        except Exception as e:  # noqa: BLE001 - a bug must still answer
+            self.server.app.log("exception", level="error", error=repr(e))
+            self._error(RequestError(f"internal error: {e}", 500))
+
+    def do_POST(self):
+        self.err = None
+        self.body_read = False
+        try:
+            self._route("POST")
+        except RequestError as e:
+            self._error(e)
+        except Exception as e:  # noqa: BLE001
+            self.server.app.log("exception", level="error", error=repr(e))
+            self._error(RequestError(f"internal error: {e}", 500))
+
+    def _route(self, method: str) -> None:
+        app = self.server.app
+        parts = [unquote(p) for p in urlsplit(self.path).path.strip("/").split("/")]
+        if parts == ["metrics"] and method == "GET":
+            for m in app.repo.models.values():  # queue depth sampled at scrape time too
+                app.metrics.queue.set(m.batcher.depth() if m.batcher else 0, model=m.name)
+            return self._send(200, body=app.metrics.render(),
+                              ctype="text/plain; version=0.0.4; charset=utf-8")
+        if not parts or parts[0] != "v2":
+            raise RequestError(f"no such endpoint {self.path}", 404)
+        rest = parts[1:]
+        if rest == [] and method == "GET":
+            return self._send(200, app.server_metadata())
+        if rest[:1] == ["health"] and len(rest) == 2 and method == "GET":
+            if rest[1] == "live":
+                return self._send(200, {"live": True})
+            if rest[1] == "ready":
+                ok = app.ready
+                return self._send(200 if ok else 503, {"ready": ok})
+        if rest == ["repository", "index"] and method == "POST":
+            self._read_body()
+            return self._send(200, [{"name": m.name, "version": m.version, "state": "READY"}
+                                    for m in app.repo.models.values()])
+        if rest[:1] == ["models"] and len(rest) >= 2:
+            name, tail = rest[1], rest[2:]
+            model = app.repo.get(name)
+            if model is None:
+                self.model_label = "_unknown" if tail == ["infer"] else None
+                raise RequestError(f"unknown model '{name}'; serving {sorted(app.repo.models)}", 404)
+            if tail[:1] == ["versions"]:
+                if len(tail) < 2 or tail[1] != model.version:
+                    raise RequestError(f"model '{name}' has no version "
+                                       f"{tail[1] if len(tail) > 1 else ''!r}; it has {model.version!r}", 404)
+                tail = tail[2:]
+            if tail == [] and method == "GET":
+                return self._send(200, model.metadata())
+            if tail == ["ready"] and method == "GET":
+                ok = app.ready
+                return self._send(200 if ok else 503, {"name": name, "ready": ok})
+            if tail == ["config"] and method == "GET":
+                from .triton import model_config
+
+                return self._send(200, model_config(model))
+            if tail == ["infer"] and method == "POST":
+                self.model_label = name
+                return self._infer(model)
+        raise RequestError(f"no such endpoint {method} {self.path}", 404 if method == "GET" else 405)
+
+    def _read_body(self) -> bytes:
+        limit = self.server.app.config.max_body_bytes
+        if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
+            self.close_connection = True
+            raise RequestError("chunked bodies are not supported: send Content-Length", 411)
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return b""
+        try:
+            n = int(raw)
+            if n < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            raise RequestError(f"bad Content-Length {raw!r}") from None
+        if n > limit:
+            self.close_connection = True  # the body stays unread: this connection is done
+            raise RequestError(f"body of {n} bytes exceeds the limit of {limit} bytes", 413)
+        body = self.rfile.read(n)
+        self.body_read = True
+        if len(body) != n:
+            self.close_connection = True
+            raise RequestError(f"body ended after {len(body)} of {n} bytes")
+        enc = self.headers.get("Content-Encoding", "").lower()
+        if enc in ("gzip", "deflate"):
+            d = zlib.decompressobj(wbits=31 if enc == "gzip" else 15)
+            try:
+                out = d.decompress(body, limit + 1)
+            except zlib.error as e:
+                raise RequestError(f"bad {enc} body: {e}") from None
+            if len(out) > limit or d.unconsumed_tail:
+                raise RequestError(f"decompressed body exceeds the limit of {limit} bytes", 413)
+            body = out
+        elif enc not in ("", "identity"):
+            raise RequestError(f"unsupported Content-Encoding {enc!r}", 415)
+        return body
+
+    def _infer(self, model) -> None:
+        app = self.server.app
+        body = self._read_body()
+        if not app.ready:
+            raise RequestError("server is shutting down", 503, {"Retry-After": "1"})
+        hl = self.headers.get("Inference-Header-Content-Length")
+        try:
+            header_len = int(hl) if hl is not None else None
+        except ValueError:
+            raise RequestError(f"bad Inference-Header-Content-Length {hl!r}") from None
+        req = parse_infer_request(body, header_len, model.inputs, model.policy.max_elements)
+        names = req.outputs if req.outputs is not None else list(model.outputs)
+        unknown = [n for n in names if n not in model.outputs]
+        if unknown:
+            raise RequestError(f"unknown outputs {unknown}; the model has {list(model.outputs)}")
+        rows = check_inputs(req.inputs, model.inputs, model.policy.allow_nonfinite, model.max_batch)
+        try:
+            fut = model.batcher.submit(req.inputs, rows if model.batchable else None)
+        except QueueFull as e:
+            raise RequestError(str(e), 503, {"Retry-After": "1"}) from None
+        except Stopped as e:
+            raise RequestError(str(e), 503, {"Retry-After": "1"}) from None
+        try:
+            outs = fut.result(timeout=app.config.request_timeout_s)
+        except FutureTimeout:
+            raise RequestError(f"no result within {app.config.request_timeout_s}s", 504) from None
+        except Stopped as e:
+            raise RequestError(str(e), 503, {"Retry-After": "1"}) from None
+        except Exception as e:  # noqa: BLE001 - the session's error, told to the client
+            raise RequestError(f"inference failed: {e}", _ort_error_status(e)) from None
+        by_name = dict(zip(model.outputs, outs))
+        body, header_len = encode_response(model.name, model.version, req, names,
+                                           [by_name[n] for n in names])
+        if header_len is None:
+            return self._send(200, body=body)
+        return self._send(200, body=body, ctype="application/octet-stream",
+                          headers={"Inference-Header-Content-Length": str(header_len)})
+
+    def do_HEAD(self):
+        self.do_GET()
+
+
+def _endpoint_kind(path: str) -> str:
+    p = urlsplit(path).path
+    if p.startswith("/v2/health"):
+        return "health"
+    if p.endswith("/infer"):
+        return "infer"
+    if p == "/metrics":
+        return "metrics"
+    if p.startswith("/v2/models") or p.startswith("/v2/repository"):
+        return "model"
+    return "server" if p in ("/v2", "/v2/") else "other"
+
+
+class Server:
+    """``Server(repo, config).start()`` serves in background threads; ``stop()`` drains:
+    stop accepting, finish in-flight requests and queued batches, close."""
+
+    def __init__(self, repo: Repository, config: ServerConfig | None = None,
+                 log: JsonLog | None = None):
+        self.repo, self.config = repo, config or ServerConfig()
+        self.log = log or JsonLog(enabled=self.config.access_log)
+        self.metrics = Registry()
+        self.draining = False
+        self._started = False
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._started and not self.draining
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"{self.config.host}:{self.port}"
+
+    def server_metadata(self) -> dict:
+        import steport
+
+        return {"name": "steport", "version": steport.__version__,
+                "extensions": ["binary_tensor_data"]}
+
+    def start(self) -> "Server":
+        for m in self.repo.models.values():
+            p = m.policy
+            m.batcher = DynamicBatcher(
+                m.run, max_batch=p.max_batch if m.batchable else 1,
+                max_delay_s=p.max_delay_ms / 1e3, max_queue=p.max_queue, workers=p.instances,
+                name=m.name,
+                on_batch=lambda rows, reqs, sec, n=m.name: self._on_batch(n, rows, reqs, sec),
+                on_queue=lambda d, n=m.name: self.metrics.queue.set(d, model=n))
+        self._httpd = _HTTPServer((self.config.host, self.config.port), Handler, self)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="http-accept", daemon=True)
+        self._thread.start()
+        self._started = True
+        self.log("start", host=self.config.host, port=self.port,
+                 models={m.name: {"batchable": m.batchable, "max_batch": m.policy.max_batch,
+                                  "max_delay_ms": m.policy.max_delay_ms,
+                                  "inputs": [s.to_json() for s in m.inputs.values()]}
+                         for m in self.repo.models.values()})
+        return self
+
+    def _on_batch(self, name: str, rows: int, reqs: int, sec: float) -> None:
+        self.metrics.batch.observe(rows, model=name)
+        self.metrics.batch_requests.observe(reqs, model=name)
+        self.metrics.run_time.observe(sec, model=name)
+
+    def stop(self) -> bool:
+        """Graceful: returns True when every in-flight request finished within the bound."""
+        if not self._httpd:
+            return True
+        t0 = time.monotonic()
+        self.draining = True
+        self.log("draining", connections=len(self._httpd.conns))
+        self._httpd.shutdown()          # no new connections
+        self._httpd.socket.close()
+        deadline = t0 + self.config.drain_timeout_s
+        clean = True
+        while True:
+            with self._httpd.conn_lock:
+                conns = list(self._httpd.conns)
+            for c in conns:
+                if not c.busy:  # idle keep-alive: wake its blocked read so the thread ends
+                    try:
+                        c.connection.shutdown(socket.SHUT_RD)
+                    except OSError:
+                        pass
+            if not conns:
+                break
+            if time.monotonic() > deadline:
+                clean = False
+                break
+            time.sleep(0.02)
+        for m in self.repo.models.values():
+            if m.batcher:
+                m.batcher.stop(timeout=max(0.0, deadline - time.monotonic()))
+        self._httpd.server_close()
+        self._httpd = None
+        self.log("stopped", clean=clean, seconds=round(time.monotonic() - t0, 3))
+        return clean
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

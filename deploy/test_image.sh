@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Build the serving image and test it for real, offline, on this machine:
+#   1 tools (buildah/podman/debootstrap from Debian packages if missing)   2 wheelhouse
+#   3 base images (cached)   4 export a real PACT model + a float model on the host
+#   5 buildah bud   6 static checks (non-root user, no torch, HEALTHCHECK)
+#   7 run `steport serve` inside the image (buildah run --isolation=chroot) on 127.0.0.1
+#   8 real requests: health, metadata, infer (checked against the host's outputs), bad
+#     request, HEALTHCHECK command   9 SIGTERM -> graceful exit 0   10 clean up
+# Every phase is time-bounded; the script prints per-phase seconds and says exactly why it
+# fails. Env: IMAGE (tag), KEEP_IMAGE=1, PORT, STEPORT_PYTHON (host python with torch).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+IMAGE="${IMAGE:-localhost/steport-serve:test}"
+HOSTPY="${STEPORT_PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}"
+T_START=$(date +%s); T_PHASE=$T_START
+work=$(mktemp -d /var/tmp/steport-image-test.XXXXXX)
+ctr=""; srv_pid=""
+say() { echo "[test_image] $*" >&2; }
+die() { say "FAIL: $*"; exit 1; }
+phase() { local now; now=$(date +%s); say "-- $1 (previous phase $((now - T_PHASE))s, total $((now - T_START))s)"; T_PHASE=$now; }
+cleanup() {
+  if [ -n "$srv_pid" ] && kill -0 "$srv_pid" 2>/dev/null; then kill -TERM -- "-$srv_pid" 2>/dev/null || true; sleep 1; kill -KILL -- "-$srv_pid" 2>/dev/null || true; fi
+  [ -n "$ctr" ] && buildah rm "$ctr" >/dev/null 2>&1 || true
+  [ -z "${KEEP_IMAGE:-}" ] && [ -n "${BUILT:-}" ] && buildah rmi "$IMAGE" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+phase "1/10 tools"
+[ "$(id -u)" = 0 ] || die "needs root (debootstrap, buildah --isolation=chroot); run as root or in CI's root shell"
+for t in buildah podman debootstrap; do
+  command -v $t >/dev/null && continue
+  command -v apt-get >/dev/null || die "$t missing and no apt-get to install it"
+  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q buildah podman debootstrap >&2 \
+    || { timeout 300 apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q buildah podman debootstrap >&2; } \
+    || die "apt-get install buildah podman debootstrap failed (no Debian mirror reachable?)"
+  break
+done
+"$HOSTPY" -c "import torch, steport.export, tritonclient.http" 2>/dev/null \
+  || die "$HOSTPY lacks torch/steport/tritonclient: run scripts/bootstrap.sh first (host side exports the test model)"
+
+phase "2/10 wheelhouse"
+PYTHON="$HOSTPY" timeout 900 bash deploy/build_wheelhouse.sh >&2 || die "deploy/build_wheelhouse.sh failed (PyPI unreachable?)"
+
+phase "3/10 base images"
+timeout 1200 bash deploy/make_base_image.sh >&2 || die "deploy/make_base_image.sh failed"
+
+phase "4/10 export test models on the host"
+mkdir -p "$work/models"
+timeout 300 "$HOSTPY" - "$work" <<'PY' || die "exporting the test models failed"
+import json, sys
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, ".")
+from tests.deploy.models import FAMILY_MODELS
+import steport
+out = Path(sys.argv[1]); expect = {}
+for fam in ("pact", "float"):
+    path, x, _ = FAMILY_MODELS[fam](out / "models")
+    sess = steport.session(str(path))
+    y = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    expect[fam] = {"input": sess.get_inputs()[0].name, "output": sess.get_outputs()[0].name,
+                   "x": x.tolist(), "shape": list(x.shape), "y": y.tolist()}
+(out / "expect.json").write_text(json.dumps(expect))
+PY
+chmod -R a+rX "$work/models"
+
+phase "5/10 buildah bud"
+BUILT=1
+timeout 1800 buildah bud --isolation=chroot --format docker --layers -t "$IMAGE" . >&2 \
+  || die "buildah bud failed (see the build log above)"
+
+phase "6/10 static checks"
+hc=$(buildah inspect --type image --format '{{.Docker.Config.Healthcheck}}' "$IMAGE")
+case "$hc" in *health/ready*) ;; *) die "image has no HEALTHCHECK on /v2/health/ready: $hc";; esac
+ctr=$(buildah from "$IMAGE") || die "buildah from $IMAGE failed"
+uid=$(timeout 60 buildah run --isolation=chroot "$ctr" -- id -u) || die "buildah run id -u failed"
+[ "$uid" != 0 ] || die "image runs as root"
+if timeout 60 buildah run --isolation=chroot "$ctr" -- python -c "import torch" 2>/dev/null; then die "torch is in the runtime image"; fi
+timeout 60 buildah run --isolation=chroot "$ctr" -- python -c "import shutil, sys; sys.exit(bool(shutil.which('g++') or shutil.which('cmake')))" \
+  || die "a compiler is in the runtime image (or python does not run in it)"
+size=$(podman image inspect --format '{{.Size}}' "$IMAGE" 2>/dev/null || echo "?")
+say "user $uid, no torch, no compiler, HEALTHCHECK set, size $size bytes"
+
+phase "7/10 run the server inside the image"
+PORT="${PORT:-$("$HOSTPY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
+setsid buildah run --isolation=chroot -v "$work/models:/models:ro" "$ctr" -- \
+  steport serve /models --host 127.0.0.1 --port "$PORT" --max-delay-ms 1 > "$work/server.log" 2>&1 &
+srv_pid=$!
+ok=""
+for _ in $(seq 1 120); do
+  kill -0 "$srv_pid" 2>/dev/null || { cat "$work/server.log" >&2; die "the server exited early (log above)"; }
+  if "$HOSTPY" -c "import urllib.request as u,sys; sys.exit(u.urlopen('http://127.0.0.1:$PORT/v2/health/ready',timeout=1).status!=200)" 2>/dev/null; then ok=1; break; fi
+  sleep 0.5
+done
+[ -n "$ok" ] || { cat "$work/server.log" >&2; die "not ready on 127.0.0.1:$PORT within 60s"; }
+
+phase "8/10 requests"
+timeout 120 "$HOSTPY" - "$PORT" "$work/expect.json" <<'PY' || { cat "$work/server.log" >&2; die "request checks failed (above)"; }
+import json, sys, urllib.request, urllib.error
+import numpy as np
+import tritonclient.http as tc
+port, expect = sys.argv[1], json.load(open(sys.argv[2]))
+base = f"http://127.0.0.1:{port}"
+c = tc.InferenceServerClient(url=f"127.0.0.1:{port}")
+assert c.is_server_live() and c.is_server_ready()
+for fam, e in expect.items():
+    meta = c.get_model_metadata(fam)
+    assert meta["inputs"][0]["name"] == e["input"] and meta["inputs"][0]["shape"][0] == -1, meta
+    x = np.asarray(e["x"], np.float32)
+    for binary in (True, False):
+        i = tc.InferInput(e["input"], list(x.shape), "FP32"); i.set_data_from_numpy(x, binary_data=binary)
+        y = c.infer(fam, [i], outputs=[tc.InferRequestedOutput(e["output"], binary_data=binary)]).as_numpy(e["output"])
+        np.testing.assert_allclose(y, np.asarray(e["y"], np.float32), rtol=1e-5, atol=1e-6)
+    print(f"{fam}: metadata and infer (JSON + binary) match the host", file=sys.stderr)
+bad = json.dumps({"inputs": [{"name": expect["float"]["input"], "datatype": "FP32", "shape": [1, 5],
+                              "data": [float("nan")] * 5}]}).encode()
+try:
+    urllib.request.urlopen(urllib.request.Request(base + "/v2/models/float/infer", bad), timeout=10)
+    raise SystemExit("a NaN request was accepted")
+except urllib.error.HTTPError as err:
+    body = json.loads(err.read())
+    assert err.code == 400 and "NaN" in body["error"], (err.code, body)
+try:
+    urllib.request.urlopen(base + "/v2/models/nope", timeout=10)
+    raise SystemExit("unknown model answered 200")
+except urllib.error.HTTPError as err:
+    assert err.code == 404
+m = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+assert 'steport_requests_total{model="pact",status="200"} 2' in m, m[:2000]
+print("bad requests: 400/404 with JSON errors; metrics counted", file=sys.stderr)
+PY
+hc_script=$(buildah inspect --type image --format '{{index .Docker.Config.Healthcheck.Test 3}}' "$IMAGE")
+timeout 60 buildah run --isolation=chroot --env STEPORT_PORT="$PORT" "$ctr" -- python -c "$hc_script" \
+  || die "the image's HEALTHCHECK command failed against the running server"
+say "HEALTHCHECK command passes"
+
+phase "9/10 SIGTERM -> graceful exit"
+spid=$(pgrep -f -n "steport serve /models --host 127.0.0.1 --port $PORT" || true)
+[ -n "$spid" ] || die "cannot find the server process inside the run"
+kill -TERM "$spid"
+for _ in $(seq 1 60); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.5; done
+if kill -0 "$srv_pid" 2>/dev/null; then die "server still running 30s after SIGTERM"; fi
+rc=0; wait "$srv_pid" || rc=$?
+grep -q '"event":"stopped","clean":true' "$work/server.log" || { cat "$work/server.log" >&2; die "no clean stop in the server log"; }
+[ "$rc" = 0 ] || die "buildah run exited $rc after SIGTERM"
+srv_pid=""
+say "server drained and exited 0"
+
+phase "10/10 clean up"
+say "PASS in $(( $(date +%s) - T_START ))s"
