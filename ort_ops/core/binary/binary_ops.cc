@@ -1,6 +1,7 @@
 #include "core/binary/binary_ops.h"
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 namespace steport::binary {
@@ -84,12 +85,12 @@ void RunConv(const ConvProblem& p, XorPopFn pop, const ParFor& par) {
   par(p.n * p.group * chunks, 1, [&](int64_t b, int64_t e) {
     std::vector<uint64_t> col(static_cast<size_t>(kConvPixels * rowlen));
     std::vector<int32_t> acc(static_cast<size_t>(cog * kConvPixels));
-    std::vector<uint8_t> padded(static_cast<size_t>(kConvPixels * taps));
+    std::vector<std::pair<int32_t, int32_t>> pads;
     for (int64_t t = b; t < e; ++t) {
       const int64_t ch = t % chunks, ng = t / chunks, g = ng % p.group, img = ng / p.group;
       const int64_t p0 = ch * kConvPixels, np = std::min(kConvPixels, npix - p0);
       const uint64_t* src = xp.data() + ng * p.h * p.w * cw;
-      bool any_pad = false;
+      pads.clear();  // (pixel, tap) pairs that fall in the padding
       for (int64_t q = 0; q < np; ++q) {
         const int64_t oy = (p0 + q) / p.ow, ox = (p0 + q) % p.ow;
         uint64_t* row = col.data() + q * rowlen;
@@ -99,12 +100,11 @@ void RunConv(const ConvProblem& p, XorPopFn pop, const ParFor& par) {
             const int64_t ix = ox * p.stride_w - p.pad_l + kx * p.dil_w;
             uint64_t* d = row + (ky * p.kw + kx) * cw;
             const bool in = iy >= 0 && iy < p.h && ix >= 0 && ix < p.w;
-            padded[q * taps + ky * p.kw + kx] = !in;
             if (in) {
               const uint64_t* s = src + (iy * p.w + ix) * cw;
               for (int64_t w = 0; w < cw; ++w) d[w] = s[w];
             } else {
-              any_pad = true;
+              if (p.pad_value == 0) pads.push_back({q, ky * p.kw + kx});
               for (int64_t w = 0; w < cw; ++w)
                 d[w] = p.pad_value > 0 ? (w + 1 == cw ? valid : ~uint64_t{0}) : 0;
             }
@@ -113,17 +113,17 @@ void RunConv(const ConvProblem& p, XorPopFn pop, const ParFor& par) {
       }
       const uint64_t* wg = p.wt + g * cog * rowlen;
       pop(wg, rowlen, cog, col.data(), rowlen, np, rowlen, acc.data(), kConvPixels);
+      // dot in place, then the zero-padding correction (border pixels only), then affine.
       for (int64_t o = 0; o < cog; ++o) {
         const int64_t oc = g * cog + o;
-        float* yr = p.y + (img * p.co + oc) * npix + p0;
+        int32_t* ar = acc.data() + o * kConvPixels;
+        const int32_t base = static_cast<int32_t>(ktrue + 2 * int64_t{tailpop[oc]});
+        for (int64_t q = 0; q < np; ++q) ar[q] = base - 2 * ar[q];
         const int32_t* ts = tapsum.data() + oc * taps;
-        for (int64_t q = 0; q < np; ++q) {
-          int64_t dot = ktrue - 2 * (int64_t{acc[o * kConvPixels + q]} - tailpop[oc]);
-          if (any_pad && p.pad_value == 0)
-            for (int64_t k = 0; k < taps; ++k)
-              if (padded[q * taps + k]) dot += ts[k];
-          yr[q] = Affine(dot, p.scale[oc], p.bias[oc]);
-        }
+        for (const auto& pt : pads) ar[pt.first] += ts[pt.second];
+        float* yr = p.y + (img * p.co + oc) * npix + p0;
+        const float sc = p.scale[oc], bi = p.bias[oc];
+        for (int64_t q = 0; q < np; ++q) yr[q] = Affine(ar[q], sc, bi);
       }
     }
   });
