@@ -1,6 +1,213 @@
-// ai.steport.binary bindings (kernels land with the binary family).
+// ai.steport.binary bindings: BinaryGemm (CPU, CUDA) and BinaryConv2d (CPU).
+// Every shape, size and attribute is validated here before a kernel touches memory.
+#include <string>
+#include <vector>
+
+#include "core/binary/binary_ops.h"
+#include "core/common/cpu.h"
 #include "steport/families.h"
+#include "steport/spec.h"
+#ifdef STEPORT_WITH_CUDA
+#include "cuda/binary/bgemm.cuh"
+#include "cuda/common.h"
+#endif
 
 namespace steport {
-void RegisterBinaryOps(OpSink&) {}
+namespace {
+namespace spec_gemm = spec::binary::binary_gemm;
+namespace spec_conv = spec::binary::binary_conv2d;
+
+binary::ParFor PoolOf(Ort::KernelContext& ctx) {
+  return [&ctx](int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+    ParallelFor(ctx, n, grain, fn);
+  };
+}
+
+void CheckChannelVector(const InputView& v, int64_t n, const char* name) {
+  CheckType(v, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, name);
+  Check(v.shape.size() == 1 && v.shape[0] == n, name, " must have shape [", n, "], got ",
+        ShapeStr(v.shape));
+}
+
+// ---- BinaryGemm -----------------------------------------------------------------------
+struct GemmShapes {
+  int64_t m = 1, n = 0, kw = 0;
+  std::vector<int64_t> out;
+};
+
+GemmShapes ValidateGemm(const InputView& a, const InputView& b, const InputView& scale,
+                        const InputView& bias, int64_t k) {
+  CheckType(a, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, "A");
+  CheckType(b, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64, "B");
+  Check(!a.shape.empty() && a.shape.back() == k, "A must have last dimension k = ", k,
+        ", got shape ", ShapeStr(a.shape));
+  GemmShapes s;
+  s.kw = (k + 63) / 64;
+  Check(b.shape.size() == 2 && b.shape[1] == s.kw, "B (packed weights) must have shape [N, ",
+        s.kw, "] for k = ", k, " (ceil(k/64) uint64 words per row), got ", ShapeStr(b.shape));
+  s.n = b.shape[0];
+  CheckChannelVector(scale, s.n, "scale");
+  CheckChannelVector(bias, s.n, "bias");
+  s.out.assign(a.shape.begin(), a.shape.end() - 1);
+  for (int64_t d : s.out) s.m *= d;
+  s.out.push_back(s.n);
+  (void)NumElements(s.out);
+  return s;
+}
+
+struct GemmCpu {
+  int64_t k;
+  binary::XorPopFn pop;
+  explicit GemmCpu(const OrtKernelInfo* info)
+      : k(AttrIntIn(info, "k", spec_gemm::kKMin, spec_gemm::kKMax)),
+        pop(binary::SelectXorPop(SelectIsa())) {}
+
+  void Compute(Ort::KernelContext& ctx) {
+    InputView a = GetInput(ctx, 0, "A"), b = GetInput(ctx, 1, "B");
+    InputView scale = GetInput(ctx, 2, "scale"), bias = GetInput(ctx, 3, "bias");
+    GemmShapes s = ValidateGemm(a, b, scale, bias, k);
+    auto out = ctx.GetOutput(0, s.out);
+    if (s.m == 0 || s.n == 0) return;
+    binary::GemmProblem p{a.data<float>(), s.m, k, s.n, b.data<uint64_t>(), scale.data<float>(),
+                          bias.data<float>(), out.GetTensorMutableData<float>()};
+    binary::RunGemm(p, pop, PoolOf(ctx));
+  }
+};
+
+#ifdef STEPORT_WITH_CUDA
+struct GemmCuda {
+  int64_t k;
+  explicit GemmCuda(const OrtKernelInfo* info)
+      : k(AttrIntIn(info, "k", spec_gemm::kKMin, spec_gemm::kKMax)) {}
+  void Compute(Ort::KernelContext& ctx) {
+    InputView a = GetInput(ctx, 0, "A"), b = GetInput(ctx, 1, "B");
+    InputView scale = GetInput(ctx, 2, "scale"), bias = GetInput(ctx, 3, "bias");
+    GemmShapes s = ValidateGemm(a, b, scale, bias, k);
+    auto out = ctx.GetOutput(0, s.out);
+    if (s.m == 0 || s.n == 0) return;
+    auto stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
+    cuda::Check(cuda::BinaryGemmLaunch(stream, a.data<float>(), s.m, k, b.data<uint64_t>(), s.n,
+                                       scale.data<float>(), bias.data<float>(),
+                                       out.GetTensorMutableData<float>()),
+                "BinaryGemm");
+  }
+};
+#endif
+
+struct GemmDesc : DescBase {
+  static constexpr const char* kName = spec_gemm::kName;
+  static constexpr int kVersion = spec_gemm::kVersion;
+  static std::vector<ONNXTensorElementDataType> InputTypes() {
+    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64,
+            ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
+  }
+  static std::vector<ONNXTensorElementDataType> OutputTypes() {
+    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
+  }
+};
+#ifdef STEPORT_WITH_CUDA
+struct GemmCudaDesc : GemmDesc {
+  static const char* ExecutionProvider() { return "CUDAExecutionProvider"; }
+};
+#endif
+
+// ---- BinaryConv2d ---------------------------------------------------------------------
+std::vector<int64_t> IntsIn(const OrtKernelInfo* info, const char* name, size_t count,
+                            std::vector<int64_t> dflt, int64_t lo, int64_t hi) {
+  std::vector<int64_t> v = AttrInts(info, name, std::move(dflt));
+  Check(v.size() == count, "attribute '", name, "' must have ", count, " values, got ",
+        v.size());
+  for (int64_t x : v)
+    Check(x >= lo && x <= hi, "attribute '", name, "' value ", x, " is out of range [", lo,
+          ", ", hi, "]");
+  return v;
+}
+
+struct ConvCpu {
+  std::vector<int64_t> kernel_shape, strides, pads, dilations;
+  int64_t group, pad_value;
+  binary::XorPopFn pop;
+  explicit ConvCpu(const OrtKernelInfo* info)
+      : strides(IntsIn(info, "strides", 2, {1, 1}, spec_conv::kStridesMin, spec_conv::kStridesMax)),
+        pads(IntsIn(info, "pads", 4, {0, 0, 0, 0}, spec_conv::kPadsMin, spec_conv::kPadsMax)),
+        dilations(IntsIn(info, "dilations", 2, {1, 1}, spec_conv::kDilationsMin,
+                         spec_conv::kDilationsMax)),
+        group(AttrIntIn(info, "group", spec_conv::kGroupMin, spec_conv::kGroupMax,
+                        spec_conv::kGroupDefault)),
+        pad_value(AttrIntIn(info, "pad_value", spec_conv::kPadValueMin, spec_conv::kPadValueMax,
+                            spec_conv::kPadValueDefault)),
+        pop(binary::SelectXorPop(SelectIsa())) {
+    kernel_shape = AttrInts(info, "kernel_shape", {});
+    if (!kernel_shape.empty())
+      kernel_shape = IntsIn(info, "kernel_shape", 2, {}, spec_conv::kKernelShapeMin,
+                            spec_conv::kKernelShapeMax);
+  }
+
+  void Compute(Ort::KernelContext& ctx) {
+    InputView x = GetInput(ctx, 0, "X"), w = GetInput(ctx, 1, "W");
+    InputView scale = GetInput(ctx, 2, "scale"), bias = GetInput(ctx, 3, "bias");
+    CheckType(x, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, "X");
+    CheckType(w, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64, "W");
+    Check(x.shape.size() == 4, "X must be NCHW (rank 4), got ", ShapeStr(x.shape));
+    Check(w.shape.size() == 4, "W (packed) must have shape [C_out, KH, KW, ceil((C_in/group)/64)],"
+          " got ", ShapeStr(w.shape));
+    const int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3];
+    const int64_t co = w.shape[0], kh = w.shape[1], kw = w.shape[2];
+    Check(c % group == 0 && c > 0, "group ", group, " must divide C_in ", c);
+    Check(co % group == 0, "group ", group, " must divide C_out ", co);
+    const int64_t cg = c / group, cw = (cg + 63) / 64;
+    Check(kh >= spec_conv::kKernelShapeMin && kh <= spec_conv::kKernelShapeMax &&
+          kw >= spec_conv::kKernelShapeMin && kw <= spec_conv::kKernelShapeMax,
+          "kernel size ", kh, "x", kw, " out of range");
+    Check(w.shape[3] == cw, "W last dimension must be ceil((C_in/group)/64) = ", cw,
+          " uint64 words (C_in ", c, ", group ", group, "), got ", ShapeStr(w.shape));
+    if (!kernel_shape.empty())
+      Check(kernel_shape[0] == kh && kernel_shape[1] == kw, "kernel_shape ",
+            ShapeStr(kernel_shape), " does not match W ", ShapeStr(w.shape));
+    Check(kh * kw * cg <= spec_gemm::kKMax, "reduction length KH*KW*C_in/group = ",
+          kh * kw * cg, " exceeds ", spec_gemm::kKMax);
+    CheckChannelVector(scale, co, "scale");
+    CheckChannelVector(bias, co, "bias");
+    const int64_t eh = dilations[0] * (kh - 1) + 1, ew = dilations[1] * (kw - 1) + 1;
+    const int64_t ph = h + pads[0] + pads[2], pw = wd + pads[1] + pads[3];
+    Check(ph >= eh && pw >= ew, "padded input ", ph, "x", pw,
+          " is smaller than the dilated kernel ", eh, "x", ew);
+    const int64_t oh = (ph - eh) / strides[0] + 1, ow = (pw - ew) / strides[1] + 1;
+    std::vector<int64_t> oshape{n, co, oh, ow};
+    (void)NumElements(oshape);
+    auto out = ctx.GetOutput(0, oshape);
+    if (n == 0 || co == 0) return;
+    binary::ConvProblem p{x.data<float>(), n, c, h, wd, w.data<uint64_t>(), co, kh, kw,
+                          strides[0], strides[1], pads[0], pads[1], dilations[0], dilations[1],
+                          group, static_cast<int>(pad_value), scale.data<float>(),
+                          bias.data<float>(), out.GetTensorMutableData<float>(), oh, ow};
+    binary::RunConv(p, pop, PoolOf(ctx));
+  }
+};
+
+struct ConvDesc : DescBase {
+  static constexpr const char* kName = spec_conv::kName;
+  static constexpr int kVersion = spec_conv::kVersion;
+  static std::vector<ONNXTensorElementDataType> InputTypes() {
+    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64,
+            ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
+  }
+  static std::vector<ONNXTensorElementDataType> OutputTypes() {
+    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
+  }
+};
+
+}  // namespace
+
+void RegisterBinaryOps(OpSink& sink) {
+  static Op<GemmDesc, GemmCpu> gemm_cpu;
+  static Op<ConvDesc, ConvCpu> conv_cpu;
+  sink.Add(spec::binary::kDomain, &gemm_cpu);
+  sink.Add(spec::binary::kDomain, &conv_cpu);
+#ifdef STEPORT_WITH_CUDA
+  static Op<GemmCudaDesc, GemmCuda> gemm_cuda;
+  sink.Add(spec::binary::kDomain, &gemm_cuda);
+#endif
+}
+
 }  // namespace steport

@@ -1,3 +1,6 @@
-# Filled in when the binary kernels land.
 steport_family(binary
-  ORT ort/binary.cc)
+  CORE   core/binary/bgemm.cc core/binary/binary_ops.cc
+  AVX2   core/binary/bgemm_avx2.cc
+  AVX512 core/binary/bgemm_avx512.cc
+  ORT    ort/binary.cc
+  CUDA   cuda/binary/bgemm.cu)

@@ -1,0 +1,43 @@
+// Portable binary primitives (no SIMD flags; the compiler's popcount).
+#include "core/binary/bgemm.h"
+
+namespace steport::binary {
+
+void PackSignRows(const float* src, int64_t rows, int64_t k, int64_t ld, uint64_t* dst,
+                  int64_t kw) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* s = src + r * ld;
+    uint64_t* d = dst + r * kw;
+    for (int64_t w = 0; w < kw; ++w) {
+      const int64_t c0 = w * 64;
+      const int64_t n = k - c0 < 64 ? k - c0 : 64;
+      uint64_t word = 0;
+      for (int64_t b = 0; b < n; ++b) word |= uint64_t(s[c0 + b] >= 0.0f) << b;
+      d[w] = word;
+    }
+  }
+}
+
+void XorPopPortable(const uint64_t* a, int64_t lda, int64_t m, const uint64_t* b, int64_t ldb,
+                    int64_t n, int64_t kw, int32_t* out, int64_t ldo) {
+  for (int64_t i = 0; i < m; ++i) {
+    const uint64_t* ai = a + i * lda;
+    for (int64_t j = 0; j < n; ++j) {
+      const uint64_t* bj = b + j * ldb;
+      int64_t s = 0;
+      for (int64_t w = 0; w < kw; ++w) s += __builtin_popcountll(ai[w] ^ bj[w]);
+      out[i * ldo + j] = static_cast<int32_t>(s);
+    }
+  }
+}
+
+XorPopFn SelectXorPop(Isa isa) {
+#if defined(STEPORT_X86)
+  if (isa == Isa::kAvx512 && DetectCpu().avx512vpopcntdq) return XorPopAvx512;
+  if (isa == Isa::kAvx512 || isa == Isa::kAvx2) return XorPopAvx2;
+#endif
+  (void)isa;
+  return XorPopPortable;
+}
+
+}  // namespace steport::binary
