@@ -52,15 +52,21 @@ void RunLayer(const LayerPlan& l, const uint64_t* in, uint64_t* out, std::index_
 }
 
 // Packs rows [r0, r0 + rows) of x into words[f * W + w] (zero-padded past the last row).
+// First into a [w][f] scratch, contiguous in f so the per-row loop vectorizes, then
+// interleaved into the [f][w] layout the gates read.
 template <int W>
-void Pack(const float* x, int64_t n_in, int64_t r0, int64_t rows, uint64_t* words) {
-  std::memset(words, 0, sizeof(uint64_t) * n_in * W);
+void Pack(const float* x, int64_t n_in, int64_t r0, int64_t rows, uint64_t* words,
+          std::vector<uint64_t>& scratch) {
+  scratch.assign(size_t(n_in) * W, 0);
+  uint64_t* tmp = scratch.data();
   for (int64_t s = 0; s < rows; ++s) {
     const float* row = x + (r0 + s) * n_in;
-    uint64_t* col = words + (s >> 6);
+    uint64_t* col = tmp + (s >> 6) * n_in;
     const int sh = int(s & 63);
-    for (int64_t f = 0; f < n_in; ++f) col[f * W] |= uint64_t(row[f] != 0.0f) << sh;
+    for (int64_t f = 0; f < n_in; ++f) col[f] |= uint64_t(row[f] != 0.0f) << sh;
   }
+  for (int64_t f = 0; f < n_in; ++f)
+    for (int w = 0; w < W; ++w) words[f * W + w] = tmp[w * n_in + f];
 }
 
 // GroupSum on packed words: per class, a bit-sliced counter (planes[p][w] = bit p of the
@@ -114,13 +120,13 @@ void Forward(const NetPlan& plan, const float* x, int64_t n, int64_t block_begin
              int64_t block_end, float* y) {
   constexpr int64_t kBlock = 64 * W;
   std::vector<uint64_t> buf0(size_t(plan.max_width) * W), buf1(size_t(plan.max_width) * W);
-  std::vector<uint64_t> planes;
+  std::vector<uint64_t> planes, scratch;
   for (int64_t blk = block_begin; blk < block_end; ++blk) {
     const int64_t r0 = blk * kBlock;
     const int64_t rows = n - r0 < kBlock ? n - r0 : kBlock;
     uint64_t* cur = buf0.data();
     uint64_t* nxt = buf1.data();
-    Pack<W>(x, plan.n_in, r0, rows, cur);
+    Pack<W>(x, plan.n_in, r0, rows, cur, scratch);
     for (const LayerPlan& l : plan.layers) {
       RunLayer<W>(l, cur, nxt, std::make_index_sequence<16>{});
       std::swap(cur, nxt);
