@@ -1,4 +1,42 @@
-"""logic models (registered with @register_model)."""
+"""Logic-gate network models (registered with @register_model)."""
 from __future__ import annotations
 
-from . import register_model  # noqa: F401
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..layers.logic import GradFactor, GroupSum, LogicDense, LogicNetwork, ThresholdBinarize
+from . import register_model
+
+
+def logic_gate_network(in_features: int, num_classes: int, widths: Sequence[int],
+                       tau: float, thresholds: int | Sequence[float] | None = 3,
+                       mode: str = "soft", connections: str = "unique",
+                       init: str = "residual", residual_logit: float = 5.0,
+                       grad_factor: float = 1.0, seed: int | None = 0) -> LogicNetwork:
+    """Binarizer (T thresholds per feature) -> LogicDense(widths...) -> GroupSum(k, tau)."""
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    binarizer = ThresholdBinarize(thresholds) if thresholds is not None else None
+    width = in_features * (binarizer.num_thresholds if binarizer is not None else 1)
+    layers: list[nn.Module] = []
+    for i, w in enumerate(widths):
+        layers.append(LogicDense(width, w, connections=connections, init=init,
+                                 residual_logit=residual_logit, mode=mode, generator=gen))
+        if grad_factor != 1.0:
+            layers.append(GradFactor(grad_factor))
+        width = w
+    return LogicNetwork(layers, GroupSum(num_classes, tau), binarizer)
+
+
+@register_model("logic_net")
+def logic_net(in_channels: int = 1, num_classes: int = 10, image_size: int = 8,
+              thresholds: int | list = 3, widths: Sequence[int] = (2000, 2000, 2000),
+              tau: float = 10.0, mode: str = "soft", connections: str = "unique",
+              init: str = "residual", residual_logit: float = 5.0,
+              grad_factor: float = 1.0, seed: int = 0) -> LogicNetwork:
+    """Logic-gate network for 8x8 digits: 64 pixels x 3 thresholds = 192 input bits,
+    three layers of 2000 gates, GroupSum over 10 classes (200 gates per class)."""
+    return logic_gate_network(in_channels * image_size * image_size, num_classes, list(widths),
+                              tau, thresholds, mode, connections, init, residual_logit,
+                              grad_factor, seed)

@@ -1,3 +1,6 @@
-# Filled in when the logic kernels land.
 steport_family(logic
-  ORT ort/logic.cc)
+  CORE   core/logic/logic.cc
+  AVX2   core/logic/logic_avx2.cc
+  AVX512 core/logic/logic_avx512.cc
+  ORT    ort/logic.cc
+  CUDA   cuda/logic/logic.cu)
