@@ -81,7 +81,7 @@ def _plots(rows: list[dict], out: Path) -> list[str]:
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         handles = [plt.Rectangle((0, 0), 1, 1, color=colors[f]) for f in fams]
-        ax.legend(handles, fams, title="family", fontsize=8)
+        ax.legend(handles, fams, title="family", fontsize=8, loc="lower right")
         fig.tight_layout()
         fig.savefig(out / fname, dpi=100)
         plt.close(fig)
@@ -91,8 +91,8 @@ def _plots(rows: list[dict], out: Path) -> list[str]:
     ax.bar(xs - 0.2, [r["torch_accuracy"] for r in done], 0.4, color=c, edgecolor="k")
     ax.bar(xs + 0.2, [r["ort_accuracy"] for r in done], 0.4, color=c, hatch="//", edgecolor="k")
     ax.set_ylim(0, 1)
-    finish(fig, ax, "accuracy.png", "test accuracy (plain: PyTorch, hatched: ORT)",
-           "accuracy per recipe")
+    finish(fig, ax, "accuracy.png", "test accuracy",
+           "accuracy (plain: PyTorch, hatched: ORT)")
 
     fig, ax = plt.subplots(figsize=(max(5, len(done) * 0.9), 3.5))
     ax.bar(xs, [r["onnx_bytes"] / 1024 for r in done], color=c)
@@ -102,8 +102,8 @@ def _plots(rows: list[dict], out: Path) -> list[str]:
     ax.bar(xs - 0.2, [r["latency_ms_b1_p50"] for r in done], 0.4, color=c, edgecolor="k")
     ax.bar(xs + 0.2, [r["latency_ms_b64_p50"] / 64 for r in done], 0.4, color=c, hatch="//",
            edgecolor="k")
-    finish(fig, ax, "latency.png", "ms per sample, ORT 1 thread (plain: b=1, hatched: b=64)",
-           "latency (p50)")
+    finish(fig, ax, "latency.png", "ms per sample (p50)",
+           "ORT, 1 thread (plain: batch 1, hatched: batch 64)")
 
     pts = [r for r in done if r.get("multiplier_error") is not None]
     if pts:
@@ -151,16 +151,17 @@ def run_recipe(name: str, out: Path, epochs: int | None, progress: bool) -> dict
     from .data import load_dataset
     from .recipes import load_recipe
 
-    row: dict = {"recipe": name, "family": "", "status": "load"}
+    row: dict = {"recipe": Path(name).stem, "family": "", "status": "load"}
     try:
         recipe = load_recipe(name)
-        row.update(family=recipe.get("family", ""), data=recipe["data"]["name"])
+        row.update(recipe=recipe["name"], family=recipe.get("family", ""),
+                   data=recipe["data"]["name"])
         row["status"] = "train"
         ckpt, metrics = train_recipe(recipe, out, epochs=epochs, progress=progress)
         row.update(torch_accuracy=metrics["test_accuracy"], parameters=metrics["parameters"],
                    train_seconds=metrics["train_seconds"], epochs=metrics["epochs"])
         row["status"] = "export"
-        onnx_path = out / f"{name}.onnx"
+        onnx_path = out / f"{recipe['name']}.onnx"
         export_checkpoint(str(ckpt), str(onnx_path))
         row["onnx_bytes"] = onnx_path.stat().st_size
         row["status"] = "verify"

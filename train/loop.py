@@ -8,6 +8,7 @@ import contextlib
 import os
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -180,6 +181,8 @@ def fit(model: nn.Module, data: Dataset, cfg: FitConfig,
         model.to(device)
         net: nn.Module = model
         if info.enabled:
+            # 1-input-channel conv weights have odd strides; harmless, only slower bucketing
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
             if device.startswith("cuda") and cfg.sync_bn:
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
                 net = model
