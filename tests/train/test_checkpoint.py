@@ -12,11 +12,11 @@ from steport.train.cli import train_recipe
 from steport.train.recipes import load_recipe
 
 
-def tiny_recipe(epochs=3, arch="float_cnn"):
+def tiny_recipe(epochs=2, arch="float_cnn"):
     r = copy.deepcopy(load_recipe(arch))
     r["name"] = "tiny"
     r["model"]["kwargs"] = {"width": 4} if arch == "float_cnn" else dict(r["model"]["kwargs"], width=4)
-    r["train"].update(epochs=epochs, batch_size=128)
+    r["train"].update(epochs=epochs, batch_size=128, lr=0.01)
     return r
 
 
@@ -31,9 +31,9 @@ def test_round_trip(full_run):
     out, ckpt, metrics = full_run
     model, c = load_checkpoint(ckpt)
     assert c["model"]["arch"] == "float_cnn" and c["input_shape"] == [1, 8, 8]
-    assert c["dataset"] == "digits" and c["train_state"]["epoch"] == 3
+    assert c["dataset"] == "digits" and c["train_state"]["epoch"] == 2
     assert (out / "tiny.best.pt").is_file() and (out / "tiny.json").is_file()
-    assert len(metrics["history"]) == 3 and metrics["test_accuracy"] > 0.5
+    assert len(metrics["history"]) == 2 and metrics["test_accuracy"] > 0.5
     x = torch.rand(5, 1, 8, 8)
     state = torch.load(ckpt, weights_only=True)["state_dict"]
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
@@ -45,7 +45,7 @@ class Interrupted(Exception):
 
 
 def test_resume_is_exact(full_run, tmp_path):
-    """Crash after epoch 1 (its checkpoint written), resume to 3: same weights, bit for bit,
+    """Crash after epoch 1 (its checkpoint written), resume to 2: same weights, bit for bit,
     and the same per-epoch history as the uninterrupted run."""
     _, full_ckpt, full_metrics = full_run
 
@@ -69,7 +69,7 @@ def test_resume_is_exact(full_run, tmp_path):
 
 def test_resume_errors(full_run, tmp_path):
     _, ckpt, _ = full_run
-    with pytest.raises(CheckpointError, match="at epoch 3 of 3; pass --epochs"):
+    with pytest.raises(CheckpointError, match="at epoch 2 of 2; pass --epochs"):
         train_recipe(tiny_recipe(), tmp_path, progress=False, resume=ckpt)
     with pytest.raises(CheckpointError, match="trained as arch 'float_cnn'.*builds 'pact_cnn'"):
         train_recipe(tiny_recipe(5, "pact_cnn"), tmp_path, progress=False, resume=ckpt)

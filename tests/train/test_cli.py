@@ -56,6 +56,14 @@ def test_cli_errors(tmp_path, capsys):
     assert "unknown device 'tpu'" in _err(capsys, ["train", "float_cnn", "--device", "tpu"])
 
 
+def test_nproc_under_torchrun(monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert "cannot be combined with torchrun" in _err(capsys, ["train", "float_cnn", "--nproc", "2"])
+    monkeypatch.setenv("RANK", "5")
+    assert "bad torchrun environment: RANK=5" in _err(capsys, ["train", "float_cnn"])
+
+
 def test_cuda_unavailable(capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
