@@ -130,7 +130,13 @@ def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None
         state = None
         if resume:
             ckpt, state = _resume_state(resume, arch, kwargs, data, cfg)
-            model.load_state_dict(ckpt["state_dict"])
+            try:
+                model.load_state_dict(ckpt["state_dict"])
+            except RuntimeError as e:  # tampered weights: wrong names or shapes
+                from .checkpoint import CheckpointError
+
+                raise CheckpointError(f"{resume} does not fit model {arch}: "
+                                      f"{' '.join(str(e).split())[:300]}") from None
         out = Path(out_dir)
         name = recipe["name"]
         last, best = out / f"{name}.pt", out / f"{name}.best.pt"

@@ -63,6 +63,9 @@ def init(device: str) -> DistInfo:
                              f"torchrun or `steport train --nproc N`")
     cuda = device.startswith("cuda")
     if cuda:
+        if info.local_rank >= torch.cuda.device_count():
+            raise ValueError(f"LOCAL_RANK {info.local_rank} but only {torch.cuda.device_count()} "
+                             f"GPU(s); use at most that many processes per node")
         torch.cuda.set_device(info.local_rank)
     dist.init_process_group("nccl" if cuda else "gloo", rank=info.rank,
                             world_size=info.world_size)

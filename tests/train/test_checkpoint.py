@@ -77,6 +77,9 @@ def test_resume_errors(full_run, tmp_path):
     r["model"]["kwargs"]["width"] = 8
     with pytest.raises(CheckpointError, match="has model kwargs"):
         train_recipe(r, tmp_path, progress=False, resume=ckpt)
+    p = _mutate(ckpt, tmp_path, lambda c: c["state_dict"].update({"0.weight": torch.zeros(1)}))
+    with pytest.raises(CheckpointError, match="does not fit model float_cnn.*size mismatch"):
+        train_recipe(tiny_recipe(5), tmp_path, progress=False, resume=p)
 
 
 def _mutate(ckpt, tmp_path, fn):

@@ -134,3 +134,23 @@ def test_digits_default():
     d = load_dataset("digits")
     assert d.input_shape == (1, 8, 8) and d.train.x.dtype == torch.float32
     assert 0.0 <= float(d.train.x.min()) and float(d.train.x.max()) <= 1.0
+
+
+def test_train_on_idx_files(tmp_path):
+    """Recipe data section -> loader -> training; a model that cannot take the image size
+    fails before training with a clear message."""
+    from steport.train.cli import train_recipe
+
+    recipe = {"name": "m", "model": {"arch": "float_cnn", "kwargs": {"width": 4}},
+              "data": {"name": "mnist", "kwargs": {"root": str(tmp_path / "small")}},
+              "train": {"epochs": 1, "batch_size": 8}}
+    write_mnist(tmp_path / "small", n_train=16, n_test=8, hw=(8, 8))
+    _, m = train_recipe(recipe, tmp_path / "out", progress=False)
+    assert m["history"][0]["epoch"] == 1
+    ck = torch.load(tmp_path / "out" / "m.pt", weights_only=True)
+    assert ck["dataset"] == "mnist" and ck["data"]["kwargs"]["root"] == str(tmp_path / "small")
+    write_mnist(tmp_path / "big", n_train=4, n_test=2)
+    recipe["data"]["kwargs"]["root"] = str(tmp_path / "big")
+    with pytest.raises(ValueError, match=r"'float_cnn' does not accept mnist inputs of shape "
+                                         r"\(1, 28, 28\)"):
+        train_recipe(recipe, tmp_path / "out", progress=False)
