@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import timedelta
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -53,7 +55,8 @@ def current() -> DistInfo:
 
 
 def init(device: str) -> DistInfo:
-    """Join the process group when launched with WORLD_SIZE > 1; a no-op otherwise."""
+    """Join the process group when launched with WORLD_SIZE > 1; a no-op otherwise.
+    STEPORT_DIST_TIMEOUT (seconds, default 1800) bounds waits for the other ranks."""
     info = env_info()
     if not info.enabled or dist.is_initialized():
         return current() if dist.is_initialized() else info
@@ -67,8 +70,12 @@ def init(device: str) -> DistInfo:
             raise ValueError(f"LOCAL_RANK {info.local_rank} but only {torch.cuda.device_count()} "
                              f"GPU(s); use at most that many processes per node")
         torch.cuda.set_device(info.local_rank)
+    try:
+        timeout = timedelta(seconds=float(os.environ.get("STEPORT_DIST_TIMEOUT", "1800")))
+    except ValueError:
+        raise ValueError("STEPORT_DIST_TIMEOUT must be a number of seconds") from None
     dist.init_process_group("nccl" if cuda else "gloo", rank=info.rank,
-                            world_size=info.world_size)
+                            world_size=info.world_size, timeout=timeout)
     return info
 
 
@@ -99,6 +106,8 @@ def free_port() -> int:
 def _worker(rank: int, world: int, port: int, fn: Callable, args: tuple) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if Path("/sys/class/net/lo").exists():  # local workers talk over loopback only
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     # share the cores instead of oversubscribing them (torchrun sets OMP_NUM_THREADS=1)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     fn(*args)

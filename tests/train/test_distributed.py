@@ -36,6 +36,11 @@ def test_sharding_covers_global_batch():
     assert torch.equal(torch.cat(parts), idx)
 
 
+@pytest.fixture(autouse=True)
+def _short_timeout(monkeypatch):
+    monkeypatch.setenv("STEPORT_DIST_TIMEOUT", "120")  # a stuck rank fails the test, not CI
+
+
 def test_two_process_ddp_matches_single(tmp_path):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     train_recipe(RECIPE, single, progress=False)
