@@ -81,7 +81,8 @@ def _plots(rows: list[dict], out: Path) -> list[str]:
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         handles = [plt.Rectangle((0, 0), 1, 1, color=colors[f]) for f in fams]
-        ax.legend(handles, fams, title="family", fontsize=8, loc="lower right")
+        ax.legend(handles, fams, title="family", fontsize=8, loc="upper left",
+                  bbox_to_anchor=(1.01, 1))
         fig.tight_layout()
         fig.savefig(out / fname, dpi=100)
         plt.close(fig)
