@@ -1,5 +1,6 @@
 """Checkpoints that carry what is needed to rebuild the model: architecture name and
-arguments, weights, input shape, data set, metrics, optimizer state for resuming."""
+arguments, weights, input shape, data set, metrics — and, for resuming, the training state
+(epoch, optimizer, scheduler, every RNG state, history, the recipe)."""
 from __future__ import annotations
 
 import os
@@ -20,6 +21,8 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, arch: str,
                     kwargs: dict[str, Any], input_shape: tuple[int, ...], dataset: str,
                     metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> None:
+    """``extra`` may hold ``train_state`` (see loop.fit), ``recipe`` and ``data`` (the loader
+    name and kwargs)."""
     ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "model": {"arch": arch, "kwargs": dict(kwargs)},
             "input_shape": list(input_shape), "dataset": dataset,
@@ -31,32 +34,55 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, arch: st
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and validate the container (not the weights against a model)."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path} is not a readable steport checkpoint: {e}") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} is not a readable steport checkpoint: {first}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a steport checkpoint (no format={FORMAT!r} key)")
-    if ckpt.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format {ckpt['format_version']}, this "
-                              f"steport reads up to {FORMAT_VERSION}")
+    version = ckpt.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version {version!r}, newer than "
+                              f"this steport reads ({FORMAT_VERSION}); upgrade steport")
+    spec = ckpt.get("model")
+    if (not isinstance(spec, dict) or not isinstance(spec.get("arch"), str)
+            or not isinstance(spec.get("kwargs"), dict)):
+        raise CheckpointError(f"{path}: checkpoint has no valid model {{arch, kwargs}} entry")
+    if not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: checkpoint has no state_dict")
+    shape = ckpt.get("input_shape")
+    if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise CheckpointError(f"{path}: checkpoint has no valid input_shape (got {shape!r})")
     return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike = "checkpoint") -> torch.nn.Module:
+    spec = ckpt["model"]
+    try:
+        model = build_model(spec["arch"], **spec["kwargs"])
+    except KeyError as e:
+        raise CheckpointError(f"{path}: {e.args[0]}") from None
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild model {spec['arch']!r}: {e}") from None
+    try:
+        missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    except RuntimeError as e:  # shape mismatches
+        msg = " ".join(str(e).split())
+        raise CheckpointError(f"checkpoint {path} does not fit model {spec['arch']}: {msg}") from None
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit model {spec['arch']}{spec['kwargs']}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the model from its checkpoint; returns (model in eval mode, checkpoint)."""
     ckpt = read_checkpoint(path)
-    spec = ckpt["model"]
-    model = build_model(spec["arch"], **spec["kwargs"])
-    try:
-        missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
-    except RuntimeError as e:  # shape mismatches
-        raise CheckpointError(f"checkpoint {path} does not fit model {spec['arch']}: {e}") from None
-    if missing or unexpected:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit model {spec['arch']}{spec['kwargs']}: "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model = model_from_checkpoint(ckpt, path)
     model.eval()
     return model, ckpt

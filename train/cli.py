@@ -4,17 +4,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import sys
 from pathlib import Path
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a recipe (name or YAML path); writes a checkpoint")
-    p.add_argument("recipe")
-    p.add_argument("-o", "--out", default="runs", help="output folder (checkpoint, metrics)")
-    p.add_argument("--epochs", type=int)
+    p = sub.add_parser("train", help="train a recipe (name or YAML path); writes checkpoints",
+                       description="Train a recipe. Writes OUT/<name>.pt (last epoch, "
+                       "resumable), OUT/<name>.best.pt (best test accuracy) and "
+                       "OUT/<name>.json (metrics). Under torchrun (or with --nproc N) it "
+                       "trains data-parallel; only rank 0 writes.")
+    p.add_argument("recipe", help="built-in recipe name or path to a YAML recipe")
+    p.add_argument("-o", "--out", default="runs", help="output folder (checkpoints, metrics)")
+    p.add_argument("--epochs", type=int, help="total epochs (overrides the recipe)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", default=None, help="cpu or cuda")
-    p.add_argument("--deterministic", action="store_true")
+    p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or auto")
+    p.add_argument("--deterministic", action="store_true",
+                   help="torch.use_deterministic_algorithms + cuDNN/cuBLAS settings")
+    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint written by "
+                   "`steport train` (same recipe); reaches the same weights as an "
+                   "uninterrupted run")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="spawn N local data-parallel processes (gloo on CPU, nccl on GPU); "
+                   "the global batch size stays the recipe's")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 
@@ -26,54 +39,183 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
-def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None = None,
-                 seed: int | None = None, device: str | None = None, deterministic: bool = False,
-                 progress: bool = True) -> tuple[Path, dict]:
-    """Train one recipe; writes OUT/<name>.pt (checkpoint) and OUT/<name>.json (metrics)."""
-    from .checkpoint import save_checkpoint
-    from .data import load_dataset
-    from .loop import FitConfig, fit
-    from .models import build_model, count_parameters
+def _fit_config(recipe: dict, epochs, seed, device, deterministic, progress):
+    from .loop import FitConfig, resolve_device
 
-    cfg = FitConfig(**recipe["train"])
+    try:
+        cfg = FitConfig(**recipe.get("train") or {})
+    except TypeError as e:
+        raise ValueError(f"recipe {recipe.get('name')}: bad train section: {e}") from None
     if epochs is not None:
         cfg.epochs = epochs
     if seed is not None:
         cfg.seed = seed
     if device:
         cfg.device = device
-    cfg.deterministic = cfg.deterministic or deterministic
+    cfg.device = resolve_device(cfg.device)
+    cfg.deterministic = bool(cfg.deterministic or deterministic)
     cfg.progress = progress
-    data = load_dataset(recipe["data"]["name"], **recipe["data"]["kwargs"])
-    from .loop import seed_everything
+    cfg.validate()
+    return cfg
 
-    seed_everything(cfg.seed, cfg.deterministic)
-    model = build_model(recipe["model"]["arch"], num_classes=data.num_classes,
-                        in_channels=data.input_shape[0], **recipe["model"]["kwargs"])
-    result = fit(model, data, cfg)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / f"{recipe['name']}.pt"
-    metrics = {"recipe": recipe["name"], "test_accuracy": result.test_accuracy,
-               "epochs": cfg.epochs, "train_seconds": result.seconds,
-               "parameters": count_parameters(model), "history": result.history}
-    kwargs = dict(recipe["model"]["kwargs"], num_classes=data.num_classes,
-                  in_channels=data.input_shape[0])
-    save_checkpoint(ckpt, model.cpu(), arch=recipe["model"]["arch"], kwargs=kwargs,
-                    input_shape=data.input_shape, dataset=data.name, metrics=metrics)
-    (out / f"{recipe['name']}.json").write_text(json.dumps(metrics, indent=2))
-    return ckpt, metrics
+
+def _check_input_shape(model, arch: str, data) -> None:
+    """Fail before training when the architecture cannot take this data set's images."""
+    import torch
+
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            y = model(torch.zeros(2, *data.input_shape))
+    except Exception as e:
+        msg = " ".join(str(e).split())[:200]
+        raise ValueError(f"model {arch!r} does not accept {data.name} inputs of shape "
+                         f"{tuple(data.input_shape)}: {msg}") from None
+    finally:
+        model.train(was)
+    if tuple(y.shape) != (2, data.num_classes):
+        raise ValueError(f"model {arch!r} gives outputs {tuple(y.shape[1:])} for {data.name}, "
+                         f"expected ({data.num_classes},)")
+
+
+def _resume_state(path, arch: str, kwargs: dict, data, cfg) -> tuple[dict, dict]:
+    """Validate a checkpoint against the recipe; returns (checkpoint, train_state)."""
+    from .checkpoint import CheckpointError, read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    got = ckpt["model"]
+    if got["arch"] != arch:
+        raise CheckpointError(f"{path} was trained as arch {got['arch']!r}, the recipe builds "
+                              f"{arch!r}")
+    if got["kwargs"] != kwargs:
+        raise CheckpointError(f"{path} has model kwargs {got['kwargs']}, the recipe gives {kwargs}")
+    if list(ckpt["input_shape"]) != list(data.input_shape) or ckpt.get("dataset") != data.name:
+        raise CheckpointError(f"{path} was trained on {ckpt.get('dataset')} "
+                              f"{tuple(ckpt['input_shape'])}, the recipe uses {data.name} "
+                              f"{tuple(data.input_shape)}")
+    state = ckpt.get("train_state")
+    if not isinstance(state, dict) or not {"epoch", "optimizer", "scheduler", "rng"} <= set(state):
+        raise CheckpointError(f"{path} has no training state to resume from")
+    if state["epoch"] >= cfg.epochs:
+        raise CheckpointError(f"{path} is at epoch {state['epoch']} of {cfg.epochs}; pass "
+                              f"--epochs N with N > {state['epoch']} to train further")
+    return ckpt, state
+
+
+def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None = None,
+                 seed: int | None = None, device: str | None = None, deterministic: bool = False,
+                 progress: bool = True, resume: str | os.PathLike | None = None,
+                 on_epoch=None) -> tuple[Path, dict]:
+    """Train one recipe. Writes (rank 0 only) OUT/<name>.pt after every epoch (the last
+    state, resumable), OUT/<name>.best.pt (best test accuracy so far) and, at the end,
+    OUT/<name>.json (metrics). Joins a process group when launched by torchrun."""
+    from . import distributed
+    from .checkpoint import save_checkpoint
+    from .data import load_dataset
+    from .loop import fit, seed_everything
+    from .models import build_model, count_parameters
+
+    cfg = _fit_config(recipe, epochs, seed, device, deterministic, progress)
+    info = distributed.init(cfg.device)
+    try:
+        dname, dkwargs = recipe["data"]["name"], dict(recipe["data"].get("kwargs") or {})
+        data = load_dataset(dname, **dkwargs)
+        arch = recipe["model"]["arch"]
+        kwargs = dict(recipe["model"].get("kwargs") or {}, num_classes=data.num_classes,
+                      in_channels=data.input_shape[0])
+        seed_everything(cfg.seed)
+        model = build_model(arch, **kwargs)
+        _check_input_shape(model, arch, data)
+        state = None
+        if resume:
+            ckpt, state = _resume_state(resume, arch, kwargs, data, cfg)
+            try:
+                model.load_state_dict(ckpt["state_dict"])
+            except RuntimeError as e:  # tampered weights: wrong names or shapes
+                from .checkpoint import CheckpointError
+
+                raise CheckpointError(f"{resume} does not fit model {arch}: "
+                                      f"{' '.join(str(e).split())[:300]}") from None
+        out = Path(out_dir)
+        name = recipe["name"]
+        last, best = out / f"{name}.pt", out / f"{name}.best.pt"
+        if info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        extra = {"recipe": recipe, "data": {"name": dname, "kwargs": dkwargs}}
+        params = count_parameters(model)
+
+        def metrics_of(history: list[dict], seconds: float | None = None) -> dict:
+            m = {"recipe": name, "test_accuracy": history[-1]["test_acc"] if history else None,
+                 "best_test_accuracy": max((h["test_acc"] for h in history), default=None),
+                 "epochs": cfg.epochs, "world_size": info.world_size, "parameters": params,
+                 "history": history}
+            if seconds is not None:
+                m["train_seconds"] = seconds
+            return m
+
+        latest: dict = {}
+
+        def save(train_state: dict, is_best: bool) -> None:
+            latest["state"] = train_state
+            save_checkpoint(last, model, arch=arch, kwargs=kwargs, input_shape=data.input_shape,
+                            dataset=data.name, metrics=metrics_of(train_state["history"]),
+                            extra={**extra, "train_state": train_state})
+            if is_best:
+                tmp = f"{best}.tmp"
+                shutil.copyfile(last, tmp)
+                os.replace(tmp, best)
+
+        result = fit(model, data, cfg, on_epoch=on_epoch, save=save, resume=state)
+        metrics = metrics_of(result.history, result.seconds)
+        if info.is_main:
+            if "state" in latest:  # final metrics (with time) into the last checkpoint
+                save_checkpoint(last, model, arch=arch, kwargs=kwargs,
+                                input_shape=data.input_shape, dataset=data.name,
+                                metrics=metrics, extra={**extra, "train_state": latest["state"]})
+            (out / f"{name}.json").write_text(json.dumps(metrics, indent=2))
+        return last, metrics
+    finally:
+        distributed.shutdown()
+
+
+def _train_worker(recipe: dict, out: str, kwargs: dict) -> None:
+    train_recipe(recipe, out, **kwargs)
 
 
 def cmd_train(args) -> int:
+    from . import distributed
     from .recipes import load_recipe
 
     recipe = load_recipe(args.recipe)
-    ckpt, m = train_recipe(recipe, args.out, epochs=args.epochs, seed=args.seed,
-                           device=args.device, deterministic=args.deterministic,
-                           progress=not args.no_progress)
-    print(f"{recipe['name']}: test accuracy {m['test_accuracy']:.4f} "
-          f"({m['train_seconds']:.1f}s); checkpoint {ckpt}")
+    kwargs = dict(epochs=args.epochs, seed=args.seed, device=args.device,
+                  deterministic=args.deterministic, progress=not args.no_progress,
+                  resume=args.resume)
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > 1:
+        if distributed.env_info().enabled:
+            raise ValueError("--nproc cannot be combined with torchrun (already distributed)")
+        # validate everything cheap in this process first: errors stay one line
+        _fit_config(recipe, args.epochs, args.seed, args.device, args.deterministic, False)
+        if args.resume:
+            from .checkpoint import read_checkpoint
+
+            read_checkpoint(args.resume)
+        try:
+            distributed.spawn(args.nproc, _train_worker, recipe, args.out, kwargs)
+        except RuntimeError as e:
+            print(f"steport train: error: {e}", file=sys.stderr)
+            return 1
+        m = json.loads((Path(args.out) / f"{recipe['name']}.json").read_text())
+        ckpt = Path(args.out) / f"{recipe['name']}.pt"
+    else:
+        ckpt, m = train_recipe(recipe, args.out, **kwargs)
+        if not distributed.env_info().is_main:
+            return 0
+    print(f"{recipe['name']}: test accuracy {m['test_accuracy']:.4f} (best "
+          f"{m['best_test_accuracy']:.4f}, {m['world_size']} process(es), "
+          f"{m['train_seconds']:.1f}s); checkpoint {ckpt}")
     return 0
 
 

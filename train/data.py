@@ -1,11 +1,22 @@
 """Data sets that work offline. scikit-learn's bundled digits (1797 8x8 images) is the
-default; loaders for larger sets read local files."""
+default; MNIST, Fashion-MNIST (IDX files) and CIFAR-10 (python pickles) are read from a local
+folder named in the recipe (``data: {name: mnist, kwargs: {root: /path}}``). Every loader
+returns float32 NCHW tensors and int64 labels."""
 from __future__ import annotations
 
+import gzip
+import os
+import pickle
+import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+
+
+class DataError(ValueError):
+    """A data set is missing, incomplete or malformed (one clear line for the CLI)."""
 
 
 @dataclass
@@ -26,28 +37,185 @@ class Dataset:
     input_shape: tuple[int, ...]  # C, H, W
 
 
+def _split(x: np.ndarray, y: np.ndarray, limit: int | None) -> Split:
+    if limit is not None:
+        if not isinstance(limit, int) or limit < 1:
+            raise DataError(f"limit must be a positive int, got {limit!r}")
+        x, y = x[:limit], y[:limit]
+    return Split(torch.from_numpy(np.ascontiguousarray(x, np.float32)),
+                 torch.from_numpy(np.asarray(y, np.int64)))
+
+
 def load_digits(test_fraction: float = 0.25, seed: int = 0) -> Dataset:
     """sklearn digits, pixel values 0..16 scaled to [0, 1], stratified split."""
     from sklearn.datasets import load_digits as _ld
     from sklearn.model_selection import train_test_split
 
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(f"digits test_fraction must be in (0, 1), got {test_fraction!r}")
     d = _ld()
     x = (d.images.astype(np.float32) / 16.0)[:, None]
     xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=test_fraction,
                                           random_state=seed, stratify=d.target)
-    return Dataset("digits", Split(torch.from_numpy(xtr), torch.from_numpy(ytr).long()),
-                   Split(torch.from_numpy(xte), torch.from_numpy(yte).long()), 10, (1, 8, 8))
+    return Dataset("digits", _split(xtr, ytr, None), _split(xte, yte, None), 10, (1, 8, 8))
 
 
-_LOADERS = {"digits": load_digits}
+# ---- IDX (MNIST, Fashion-MNIST) ------------------------------------------------------------
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """One IDX file (gzipped or raw): magic 0x0000, dtype code, ndim, big-endian int32 dims,
+    then the data. Validates the header and the payload size."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: cannot read IDX file: {e}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header (ndim {ndim})")
+    dims = struct.unpack(f">{ndim}i", raw[4:header])
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    want = int(np.prod(dims)) * dtype.itemsize
+    if any(d < 0 for d in dims) or len(raw) - header != want:
+        raise DataError(f"{path}: IDX dims {dims} need {want} data bytes, file has "
+                        f"{len(raw) - header}")
+    return np.frombuffer(raw, dtype, offset=header).reshape(dims)
+
+
+def _find(root: Path, stem: str, what: str) -> Path:
+    """``stem`` or ``stem.gz`` in root, root/raw or root/<X>/raw (torchvision's layout)."""
+    dirs = [root, root / "raw", *sorted(p / "raw" for p in root.glob("*") if p.is_dir())]
+    for d in dirs:
+        for name in (stem, stem + ".gz"):
+            if (d / name).is_file():
+                return d / name
+    raise DataError(f"{what}: {stem}[.gz] not found in {root} (looked in "
+                    f"{', '.join(str(d) for d in dirs[:3])})")
+
+
+def _root(root, what: str) -> Path:
+    if root is None:
+        raise DataError(f"{what} needs data.kwargs.root: the folder with the downloaded files")
+    p = Path(os.path.expanduser(os.fspath(root)))
+    if not p.is_dir():
+        raise DataError(f"{what}: data root {p} does not exist or is not a folder")
+    return p
+
+
+def _idx_pair(root: Path, prefix: str, what: str) -> tuple[np.ndarray, np.ndarray]:
+    ipath = _find(root, f"{prefix}-images-idx3-ubyte", what)
+    lpath = _find(root, f"{prefix}-labels-idx1-ubyte", what)
+    images, labels = read_idx(ipath), read_idx(lpath)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(f"{ipath}: expected uint8 images N x H x W, got {images.dtype} "
+                        f"{images.shape}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(f"{lpath}: {labels.shape} labels for {len(images)} images")
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{lpath}: label {int(labels.max())} outside 0..9")
+    return images, labels
+
+
+def load_mnist(root: str | os.PathLike | None = None, train_limit: int | None = None,
+               test_limit: int | None = None) -> Dataset:
+    """MNIST IDX files (train-* and t10k-* images/labels, gzipped or raw), pixels scaled to
+    [0, 1] like digits. ``*_limit`` keep the first N samples (quick runs)."""
+    return _load_idx("mnist", root, train_limit, test_limit)
+
+
+def _load_idx(name: str, root, train_limit, test_limit) -> Dataset:
+    what = name
+    root = _root(root, what)
+    xtr, ytr = _idx_pair(root, "train", what)
+    xte, yte = _idx_pair(root, "t10k", what)
+    if xtr.shape[1:] != xte.shape[1:]:
+        raise DataError(f"{what}: train images {xtr.shape[1:]} and test images "
+                        f"{xte.shape[1:]} differ in size")
+    to_f = lambda a: (a.astype(np.float32) / 255.0)[:, None]  # noqa: E731
+    return Dataset(name, _split(to_f(xtr), ytr, train_limit), _split(to_f(xte), yte, test_limit),
+                   10, (1, *xtr.shape[1:]))
+
+
+def load_fashion_mnist(root: str | os.PathLike | None = None, train_limit: int | None = None,
+                       test_limit: int | None = None) -> Dataset:
+    """Fashion-MNIST: same IDX format and file names as MNIST."""
+    return _load_idx("fashion_mnist", root, train_limit, test_limit)
+
+
+# ---- CIFAR-10 (python version) -------------------------------------------------------------
+
+# Per-channel mean/std of the CIFAR-10 training set (the usual constants).
+_CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)[:, None, None]
+_CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], np.float32)[:, None, None]
+
+
+def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")  # the archive's format: trusted local files
+    except Exception as e:
+        raise DataError(f"{path}: not a CIFAR-10 python batch: {e}") from None
+    if not isinstance(d, dict):
+        raise DataError(f"{path}: not a CIFAR-10 python batch (a {type(d).__name__})")
+    get = lambda k: d.get(k.encode(), d.get(k))  # noqa: E731  (bytes keys; str if re-pickled)
+    data, labels = get("data"), get("labels")
+    if data is None or labels is None:
+        raise DataError(f"{path}: CIFAR-10 batch without 'data'/'labels'")
+    data, labels = np.asarray(data), np.asarray(labels)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DataError(f"{path}: CIFAR-10 data must be uint8 N x 3072, got {data.dtype} "
+                        f"{data.shape}")
+    if labels.shape != (len(data),) or (labels.size and not 0 <= labels.min() <= labels.max() <= 9):
+        raise DataError(f"{path}: {labels.shape} labels (0..9) for {len(data)} images")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def load_cifar10(root: str | os.PathLike | None = None, train_limit: int | None = None,
+                 test_limit: int | None = None) -> Dataset:
+    """CIFAR-10 python batches data_batch_1..5 and test_batch (in root or
+    root/cifar-10-batches-py), standardized per channel."""
+    what = "cifar10"
+    root = _root(root, what)
+    if (root / "cifar-10-batches-py").is_dir():
+        root = root / "cifar-10-batches-py"
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    missing = [n for n in names if not (root / n).is_file()]
+    if missing:
+        raise DataError(f"{what}: missing {', '.join(missing)} in {root}")
+    parts = [_cifar_batch(root / n) for n in names]
+    xtr = np.concatenate([p[0] for p in parts[:5]])
+    ytr = np.concatenate([p[1] for p in parts[:5]])
+    xte, yte = parts[5]
+    norm = lambda a: (a.astype(np.float32) / 255.0 - _CIFAR_MEAN) / _CIFAR_STD  # noqa: E731
+    return Dataset("cifar10", _split(norm(xtr), ytr, train_limit),
+                   _split(norm(xte), yte, test_limit), 10, (3, 32, 32))
+
+
+_LOADERS = {"digits": load_digits, "mnist": load_mnist, "fashion_mnist": load_fashion_mnist,
+            "cifar10": load_cifar10}
+
+
+def dataset_names() -> list[str]:
+    return sorted(_LOADERS)
 
 
 def load_dataset(name: str, **kwargs) -> Dataset:
     try:
         fn = _LOADERS[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {sorted(_LOADERS)}") from None
-    return fn(**kwargs)
+        raise DataError(f"unknown dataset {name!r}; known: {dataset_names()}") from None
+    try:
+        return fn(**kwargs)
+    except TypeError as e:  # unknown kwargs from the recipe
+        raise DataError(f"bad data.kwargs for dataset {name!r}: {e}") from None
 
 
 def register_dataset(name: str, fn) -> None:

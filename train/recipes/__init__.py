@@ -42,6 +42,7 @@ def _unknown(where: str, got: dict, allowed: set[str]) -> None:
 def load_recipe(name_or_path: str | os.PathLike) -> dict[str, Any]:
     import yaml
 
+    from ..data import dataset_names
     from ..loop import FitConfig
     from ..models import model_names
 
@@ -61,10 +62,24 @@ def load_recipe(name_or_path: str | os.PathLike) -> dict[str, Any]:
     if r["model"].get("arch") not in model_names():
         raise RecipeError(f"{path}: unknown model arch {r['model'].get('arch')!r}; "
                           f"known: {model_names()}")
+    if r["data"].get("name") not in dataset_names():
+        raise RecipeError(f"{path}: unknown dataset {r['data'].get('name')!r}; "
+                          f"known: {dataset_names()}")
+    for sec in ("model", "data"):
+        if not isinstance(r[sec].setdefault("kwargs", {}) or {}, dict):
+            raise RecipeError(f"{path}: {sec}.kwargs must be a mapping")
+        r[sec]["kwargs"] = r[sec]["kwargs"] or {}
+    train = r.get("train") or {}
+    if not isinstance(train, dict):
+        raise RecipeError(f"{path}: 'train' must be a mapping")
     fit_keys = {f.name for f in dataclasses.fields(FitConfig)}
-    _unknown(f"{path} train", r.get("train") or {}, fit_keys)
+    _unknown(f"{path} train", train, fit_keys)
+    try:
+        FitConfig(**train).validate()
+    except ValueError as e:
+        raise RecipeError(f"{path}: {e}") from None
+    r["train"] = train
     r.setdefault("name", path.stem)
-    r.setdefault("train", {})
-    r["model"].setdefault("kwargs", {})
-    r["data"].setdefault("kwargs", {})
+    if not isinstance(r["name"], str) or not r["name"] or "/" in r["name"]:
+        raise RecipeError(f"{path}: name must be a non-empty string without '/'")
     return r

@@ -1,0 +1,56 @@
+"""`steport demo` on a subset, 1 epoch: report, plots, and a failing recipe reported."""
+from __future__ import annotations
+
+import json
+
+from steport.train.demo import run_demo
+
+
+def test_demo_subset_with_failure(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(f"family: test\nmodel: {{arch: float_cnn}}\n"
+                   f"data: {{name: mnist, kwargs: {{root: {tmp_path / 'none'}}}}}\n")
+    out = tmp_path / "report"
+    rc = run_demo(str(out), recipes=["pact_cnn", str(bad)], epochs=1, progress=False)
+    assert rc == 1  # the broken recipe makes the job fail, after the others ran
+    rows = {r["recipe"]: r for r in json.loads((out / "report.json").read_text())}
+    ok = rows["pact_cnn"]
+    assert ok["status"] == "ok" and ok["verify"], ok
+    assert abs(ok["ort_accuracy"] - ok["torch_accuracy"]) < 0.02
+    assert ok["onnx_bytes"] > 0 and ok["latency_ms_b1_p50"] > 0
+    assert rows["broken"]["status"] == "train" and "does not exist" in rows["broken"]["error"]
+    md = (out / "report.md").read_text()
+    assert "| pact_cnn | quant | digits |" in md and "FAILED at train" in md
+    for png in ("accuracy.png", "model_size.png", "latency.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+        assert f"({png})" in md
+
+
+def test_plots_and_multiplier_guard(tmp_path, monkeypatch):
+    """Plots from synthetic rows; the multiplier plot appears only with the library present."""
+    import sys
+    import types
+
+    from steport.train import demo
+
+    recipe = {"model": {"kwargs": {"multiplier": "mul8u_X"}}}
+    monkeypatch.delitem(sys.modules, "steport.train.multipliers", raising=False)
+    if demo._multiplier_error(recipe) is None:  # library absent (or no such multiplier)
+        fake = types.ModuleType("steport.train.multipliers")
+        fake.error_metrics = lambda name: {"MRED%": 2.5, "MAE%": 0.1}
+        monkeypatch.setitem(sys.modules, "steport.train.multipliers", fake)
+        import steport.train as pkg
+        monkeypatch.setattr(pkg, "multipliers", fake, raising=False)
+        assert demo._multiplier_error(recipe) == ("MRED%", 2.5)
+    assert demo._multiplier_error({"model": {"kwargs": {}}}) is None
+    base = dict(status="ok", data="digits", torch_accuracy=0.9, ort_accuracy=0.9, verify=True,
+                parameters=10, onnx_bytes=2048, latency_ms_b1_p50=0.1, latency_ms_b64_p50=1.0,
+                train_seconds=1.0)
+    rows = [dict(base, recipe="a", family="float"),
+            dict(base, recipe="b", family="approx", multiplier="m1", multiplier_metric="MRED%",
+                 multiplier_error=2.5),
+            {"recipe": "c", "family": "logic", "status": "export", "error": "ExportError: x"}]
+    plots = demo._plots(rows, tmp_path)
+    assert plots == ["accuracy.png", "model_size.png", "latency.png", "multiplier_error.png"]
+    md = demo._markdown(rows, plots)
+    assert "| c | logic |  | FAILED at export: ExportError: x |" in md
