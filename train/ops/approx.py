@@ -242,7 +242,7 @@ def register_behavioural_model(fn: BehaviouralModel) -> int:
 
 @torch.library.custom_op("steport::approx_linear_ste", mutates_args=())
 def approx_linear_ste(x: torch.Tensor, w: torch.Tensor, lut: torch.Tensor, x_scale: torch.Tensor,
-                      x_zp: int, w_scale: torch.Tensor, model_id: int) -> torch.Tensor:
+                      x_zp: int, w_scale: torch.Tensor, model_id: int = -1) -> torch.Tensor:
     """x [..., K] and w [N, K] dequantized (on their grids); returns
     x_scale * w_scale[n] * (sum_k LUT[a, b] - x_zp * sum_k b) as float [..., N]."""
     a = _codes(x, x_scale, x_zp, 0, 255).reshape(-1, x.shape[-1])
@@ -277,7 +277,7 @@ approx_linear_ste.register_autograd(_lin_backward, setup_context=_lin_setup)
 def approx_conv2d_ste(x: torch.Tensor, w: torch.Tensor, lut: torch.Tensor, x_scale: torch.Tensor,
                       x_zp: int, w_scale: torch.Tensor, stride: Sequence[int],
                       padding: Sequence[int], dilation: Sequence[int], groups: int,
-                      model_id: int) -> torch.Tensor:
+                      model_id: int = -1) -> torch.Tensor:
     """Dequantized NCHW x and OIHW w; symmetric padding [pH, pW]; float NCHW output."""
     a = _codes(x, x_scale, x_zp, 0, 255)
     b = _codes(w, _w_scale(w_scale, 4), 0, -128, 127)
