@@ -38,10 +38,12 @@ def test_matmul_bitexact(lut_name, a_shape, n, zp, isa):
     a = rng.integers(0, 256, a_shape, dtype=np.uint8)
     b = rng.integers(-128, 128, (a_shape[-1], n), dtype=np.int8)
     ref = np_matmul(a, b, lut, zp)
-    assert_bitexact(torch_mm(a, b, lut, zp), ref, "torch")
     model = mm_model(rank=a.ndim)
     feeds = {"A": a, "B": b, "lut": lut, "a_zero_point": np.array(zp, np.uint8)}
     assert_bitexact(run_steport(model, feeds)[0], ref, f"kernel[{isa}]")
+    if isa != "portable":  # torch and fallback do not depend on the ISA: check them once
+        return
+    assert_bitexact(torch_mm(a, b, lut, zp), ref, "torch")
     if a.size * n < 200_000:
         assert_bitexact(run_fallback(model, feeds)[0], ref, "fallback")
 
@@ -103,10 +105,12 @@ def test_conv_bitexact(lut_name, case, zp, isa):
     x = rng.integers(0, 256, xs, dtype=np.uint8)
     w = rng.integers(-128, 128, ws, dtype=np.int8)
     ref = np_conv(x, w, lut, zp, strides, pads, dil, group)
-    assert_bitexact(torch_conv(x, w, lut, zp, strides, pads, dil, group), ref, "torch")
     model = conv_model(strides=strides, pads=pads, dilations=dil, group=group)
     feeds = {"X": x, "W": w, "lut": lut, "x_zero_point": np.array(zp, np.uint8)}
     assert_bitexact(run_steport(model, feeds)[0], ref, f"kernel[{isa}]")
+    if isa != "portable":
+        return
+    assert_bitexact(torch_conv(x, w, lut, zp, strides, pads, dil, group), ref, "torch")
     assert_bitexact(run_fallback(model, feeds)[0], ref, "fallback")
 
 

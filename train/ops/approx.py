@@ -115,14 +115,17 @@ def lut_sum(a: torch.Tensor, b: torch.Tensor, lut_flat: torch.Tensor) -> torch.T
     N = b.shape[1]
     if M == 0 or N == 0 or K == 0:
         return torch.zeros(M, N, dtype=torch.int64)
-    lut2 = lut_flat.reshape(256, 256)
     bu = b.to(torch.int64) & 255
     idx = a.to(torch.int64) + 256 * torch.arange(K, dtype=torch.int64).unsqueeze(0)  # [M, K]
+    # table[k*256 + a, n] = LUT[a, bu[k, n]], gathered straight into that layout
+    tidx = (torch.arange(256, dtype=torch.int64) * 256).view(1, 256, 1) + bu.unsqueeze(1)
     bound = int(lut_flat.abs().max()) * K
     if bound < (1 << 53):
-        table = lut2.to(torch.float64)[:, bu].permute(1, 0, 2).reshape(K * 256, N)  # [K*256, N]
+        # float sums of integers are exact while every partial sum stays below 2^mantissa
+        dt = torch.float32 if bound < (1 << 24) else torch.float64
+        table = lut_flat.to(dt)[tidx].reshape(K * 256, N)
         return F.embedding_bag(idx, table, mode="sum").round().to(torch.int64)
-    table = lut2.to(torch.int64)[:, bu].permute(1, 0, 2).reshape(K * 256, N)
+    table = lut_flat.to(torch.int64)[tidx].reshape(K * 256, N)
     out = torch.empty(M, N, dtype=torch.int64)
     step = max(1, _CHUNK // max(1, K * N))
     for s in range(0, M, step):

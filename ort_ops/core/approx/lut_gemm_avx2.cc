@@ -10,34 +10,51 @@
 
 namespace steport::approx {
 namespace {
+// Cache blocking as in lut_gemm_avx512.cc: per k-chunk the 4*kKc LUT rows stay in L1 while
+// every row block of the pass reuses them; partial sums in a small scratch.
+constexpr int64_t kRowsPerPass = 256;
+constexpr int64_t kKc = 8;
+
 template <int NB>
-void Tile8(const GemmProblem& p, int64_t m0, int64_t mv, int64_t n0) {
-  __m256i acc[NB];
-  for (int j = 0; j < NB; ++j) acc[j] = _mm256_setzero_si256();
-  for (int64_t k = 0; k < p.K; ++k) {
-    // 8 codes; ld_at is padded to kMBlock so these bytes are always inside the buffer.
-    const __m256i idx = _mm256_cvtepu8_epi32(
-        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p.at + k * p.ld_at + m0)));
-    const uint8_t* brow = p.b + k * p.N + n0;
-    for (int j = 0; j < NB; ++j)
-      acc[j] = _mm256_add_epi32(
-          acc[j], _mm256_i32gather_epi32(p.lut_t + int64_t(brow[j]) * 256, idx, 4));
+void Pass(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int32_t* scratch) {
+  const int64_t rows = m1 - m0, blocks = (rows + 7) / 8;
+  for (int64_t i = 0; i < NB * blocks * 8; ++i) scratch[i] = 0;
+  for (int64_t k0 = 0; k0 < p.K; k0 += kKc) {
+    const int64_t k1 = std::min(p.K, k0 + kKc);
+    for (int64_t mb = 0; mb < blocks; ++mb) {
+      __m256i acc[NB];
+      for (int j = 0; j < NB; ++j)
+        acc[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scratch + (j * blocks + mb) * 8));
+      for (int64_t k = k0; k < k1; ++k) {
+        // 8 codes; ld_at is padded to kMBlock so these bytes are inside the buffer.
+        const __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+            reinterpret_cast<const __m128i*>(p.at + k * p.ld_at + m0 + mb * 8)));
+        const uint8_t* brow = p.b + k * p.N + n0;
+        for (int j = 0; j < NB; ++j)
+          acc[j] = _mm256_add_epi32(
+              acc[j], _mm256_i32gather_epi32(p.lut_t + int64_t(brow[j]) * 256, idx, 4));
+      }
+      for (int j = 0; j < NB; ++j)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(scratch + (j * blocks + mb) * 8), acc[j]);
+    }
   }
-  alignas(32) int32_t t[8];
   for (int j = 0; j < NB; ++j) {
-    if (p.corr) acc[j] = _mm256_sub_epi32(acc[j], _mm256_set1_epi32(p.corr[n0 + j]));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(t), acc[j]);
-    for (int64_t i = 0; i < mv; ++i) p.y[(m0 + i) * p.ldy_m + (n0 + j) * p.ldy_n] = t[i];
+    const int32_t c = p.corr ? p.corr[n0 + j] : 0;
+    const int32_t* s = scratch + j * blocks * 8;
+    for (int64_t i = 0; i < rows; ++i)
+      p.y[(m0 + i) * p.ldy_m + (n0 + j) * p.ldy_n] =
+          static_cast<int32_t>(static_cast<uint32_t>(s[i]) - static_cast<uint32_t>(c));
   }
 }
 }  // namespace
 
 void LutGemmAvx2(const GemmProblem& p, int64_t m_begin, int64_t m_end) {
-  for (int64_t m0 = m_begin; m0 < m_end; m0 += 8) {
-    const int64_t mv = std::min<int64_t>(8, m_end - m0);
+  alignas(32) int32_t scratch[4 * kRowsPerPass];
+  for (int64_t m0 = m_begin; m0 < m_end; m0 += kRowsPerPass) {
+    const int64_t m1 = std::min(m_end, m0 + kRowsPerPass);
     int64_t n = 0;
-    for (; n + 4 <= p.N; n += 4) Tile8<4>(p, m0, mv, n);
-    for (; n < p.N; ++n) Tile8<1>(p, m0, mv, n);
+    for (; n + 4 <= p.N; n += 4) Pass<4>(p, m0, m1, n, scratch);
+    for (; n < p.N; ++n) Pass<1>(p, m0, m1, n, scratch);
   }
 }
 

@@ -9,37 +9,50 @@
 
 namespace steport::approx {
 namespace {
+// Cache blocking: a pass covers kRowsPerPass rows x 8 columns; per k-chunk of kKc, the 8*kKc
+// LUT rows it touches (32 KiB) stay in L1 while every row block of the pass reuses them.
+// Partial sums live in a small int32 scratch between k-chunks.
+constexpr int64_t kRowsPerPass = 256;
+constexpr int64_t kKc = 4;
+
 template <int NB>
-void Tile16(const GemmProblem& p, int64_t m0, int64_t mv, int64_t n0) {
-  __m512i acc[NB];
-  for (int j = 0; j < NB; ++j) acc[j] = _mm512_setzero_si512();
-  for (int64_t k = 0; k < p.K; ++k) {
-    const __m512i idx = _mm512_cvtepu8_epi32(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(p.at + k * p.ld_at + m0)));
-    const uint8_t* brow = p.b + k * p.N + n0;
-    for (int j = 0; j < NB; ++j)
-      acc[j] = _mm512_add_epi32(
-          acc[j], _mm512_i32gather_epi32(idx, p.lut_t + int64_t(brow[j]) * 256, 4));
-  }
-  alignas(64) int32_t t[16];
-  for (int j = 0; j < NB; ++j) {
-    if (p.corr) acc[j] = _mm512_sub_epi32(acc[j], _mm512_set1_epi32(p.corr[n0 + j]));
-    if (p.ldy_m == 1 && mv == 16) {
-      _mm512_storeu_si512(p.y + m0 + (n0 + j) * p.ldy_n, acc[j]);
-      continue;
+void Pass(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int32_t* scratch) {
+  const int64_t rows = m1 - m0, blocks = (rows + 15) / 16;
+  for (int64_t i = 0; i < NB * blocks * 16; ++i) scratch[i] = 0;
+  for (int64_t k0 = 0; k0 < p.K; k0 += kKc) {
+    const int64_t k1 = std::min(p.K, k0 + kKc);
+    for (int64_t mb = 0; mb < blocks; ++mb) {
+      __m512i acc[NB];
+      for (int j = 0; j < NB; ++j) acc[j] = _mm512_loadu_si512(scratch + (j * blocks + mb) * 16);
+      for (int64_t k = k0; k < k1; ++k) {
+        // 16 codes; ld_at is padded to kMBlock so these bytes are inside the buffer.
+        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(
+            reinterpret_cast<const __m128i*>(p.at + k * p.ld_at + m0 + mb * 16)));
+        const uint8_t* brow = p.b + k * p.N + n0;
+        for (int j = 0; j < NB; ++j)
+          acc[j] = _mm512_add_epi32(
+              acc[j], _mm512_i32gather_epi32(idx, p.lut_t + int64_t(brow[j]) * 256, 4));
+      }
+      for (int j = 0; j < NB; ++j) _mm512_storeu_si512(scratch + (j * blocks + mb) * 16, acc[j]);
     }
-    _mm512_store_si512(t, acc[j]);
-    for (int64_t i = 0; i < mv; ++i) p.y[(m0 + i) * p.ldy_m + (n0 + j) * p.ldy_n] = t[i];
+  }
+  for (int j = 0; j < NB; ++j) {
+    const int32_t c = p.corr ? p.corr[n0 + j] : 0;
+    const int32_t* s = scratch + j * blocks * 16;
+    for (int64_t i = 0; i < rows; ++i)
+      p.y[(m0 + i) * p.ldy_m + (n0 + j) * p.ldy_n] =
+          static_cast<int32_t>(static_cast<uint32_t>(s[i]) - static_cast<uint32_t>(c));
   }
 }
 }  // namespace
 
 void LutGemmAvx512(const GemmProblem& p, int64_t m_begin, int64_t m_end) {
-  for (int64_t m0 = m_begin; m0 < m_end; m0 += 16) {
-    const int64_t mv = std::min<int64_t>(16, m_end - m0);
+  alignas(64) int32_t scratch[8 * kRowsPerPass];
+  for (int64_t m0 = m_begin; m0 < m_end; m0 += kRowsPerPass) {
+    const int64_t m1 = std::min(m_end, m0 + kRowsPerPass);
     int64_t n = 0;
-    for (; n + 8 <= p.N; n += 8) Tile16<8>(p, m0, mv, n);
-    for (; n < p.N; ++n) Tile16<1>(p, m0, mv, n);
+    for (; n + 8 <= p.N; n += 8) Pass<8>(p, m0, m1, n, scratch);
+    for (; n < p.N; ++n) Pass<1>(p, m0, m1, n, scratch);
   }
 }
 
