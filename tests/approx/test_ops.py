@@ -26,7 +26,7 @@ def torch_conv(x, w, lut, zp, strides, pads, dilations, group):
         torch.tensor(zp, dtype=U8), strides, pads, dilations, group).numpy()
 
 
-MM_SHAPES = [((1, 1), 1), ((5, 37), 11), ((33, 64), 17), ((2, 3, 19, 9), 8), ((70, 300), 40)]
+MM_SHAPES = [((1, 1), 1), ((5, 37), 11), ((33, 64), 17), ((2, 3, 19, 9), 8), ((70, 300), 40), ((600, 20), 9)]  # 600 rows: several passes/threads
 
 
 @pytest.mark.parametrize("lut_name", sorted(LUTS))
@@ -92,6 +92,7 @@ CONV_CASES = [
     ((2, 1, 5, 5), (3, 1, 5, 5), [1, 1], [0, 0, 0, 0], [1, 1], 1),
     ((1, 16, 6, 6), (32, 16, 1, 1), [1, 1], [0, 0, 0, 0], [1, 1], 1),   # pointwise
     ((5, 2, 4, 4), (2, 2, 2, 2), [2, 2], [3, 3, 3, 3], [1, 1], 1),       # mostly padding
+    ((1, 2, 20, 20), (9, 2, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),     # 400 rows, 1 task
 ]
 
 
