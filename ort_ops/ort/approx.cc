@@ -1,6 +1,409 @@
-// ai.steport.approx bindings (kernels land with the approx family).
+// ai.steport.approx bindings: ApproxMatMulInteger, ApproxConvInteger (CPU), and the CUDA
+// LUT GEMM for ApproxMatMulInteger. Semantics: docs/approx.md.
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <mutex>
+
+#include "core/approx/lut_gemm.h"
+#include "core/common/cpu.h"
 #include "steport/families.h"
+#include "steport/spec.h"
+#ifdef STEPORT_WITH_CUDA
+#include "cuda/approx/lut_gemm.cuh"
+#include "cuda/common.h"
+#endif
 
 namespace steport {
-void RegisterApproxOps(OpSink&) {}
+namespace {
+namespace spec_mm = spec::approx::approx_mat_mul_integer;
+namespace spec_conv = spec::approx::approx_conv_integer;
+
+constexpr int64_t kLutSize = 65536;
+
+int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// LUT input: int32, shape [256, 256] or [65536] (anything else would index out of bounds).
+const int32_t* ReadLut(Ort::KernelContext& ctx, size_t i) {
+  InputView l = GetInput(ctx, i, "lut");
+  CheckType(l, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, "lut");
+  const bool ok = (l.shape.size() == 2 && l.shape[0] == 256 && l.shape[1] == 256) ||
+                  (l.shape.size() == 1 && l.shape[0] == kLutSize);
+  Check(ok, "lut must be int32 [256, 256] (or [65536]), got shape ", ShapeStr(l.shape));
+  return l.data<int32_t>();
+}
+
+// Optional uint8 scalar zero point (absent -> 0). Host-memory input.
+int32_t ReadZeroPoint(Ort::KernelContext& ctx, size_t i, const char* name) {
+  InputView z = GetOptionalInput(ctx, i, name);
+  if (!z.present) return 0;
+  CheckType(z, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, name);
+  Check(z.shape.size() <= 1 && z.size() == 1, name, " must be a scalar (shape [] or [1]), got ",
+        ShapeStr(z.shape));
+  return *z.data<uint8_t>();
+}
+
+// Per-LUT preparation (transpose + separability test), cached by content: a LUT is usually
+// an initializer, so after the first call this is one 256 KiB compare.
+struct Prepared {
+  std::vector<int32_t> lut, lut_t;
+  approx::Separable sep;
+};
+class LutCache {
+ public:
+  std::shared_ptr<const Prepared> Get(const int32_t* lut) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cur_ && std::memcmp(cur_->lut.data(), lut, kLutSize * sizeof(int32_t)) == 0) return cur_;
+    auto p = std::make_shared<Prepared>();
+    p->lut.assign(lut, lut + kLutSize);
+    p->lut_t.resize(kLutSize);
+    for (int a = 0; a < 256; ++a)
+      for (int b = 0; b < 256; ++b) p->lut_t[b * 256 + a] = lut[a * 256 + b];
+    p->sep = approx::FactorLut(lut);
+    cur_ = p;
+    return cur_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::shared_ptr<const Prepared> cur_;
+};
+
+using GemmFn = void (*)(const approx::GemmProblem&, int64_t, int64_t);
+using SepFn = void (*)(const approx::SepProblem&, int64_t, int64_t);
+using GatherFn = void (*)(const int32_t*, const uint8_t*, int64_t, int64_t, int32_t*);
+
+struct Kernels {
+  GemmFn gemm;
+  SepFn sep;
+  GatherFn gather;
+};
+Kernels PickKernels(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return {approx::LutGemmAvx512, approx::SepGemmAvx2, approx::GatherAccAvx512};
+    case Isa::kAvx2: return {approx::LutGemmAvx2, approx::SepGemmAvx2, approx::GatherAccAvx2};
+    default: return {approx::LutGemmPortable, approx::SepGemmPortable, approx::GatherAccPortable};
+  }
+}
+
+// corr[n] = zp * sum_k w(k, n), modulo 2^32.
+template <typename Idx>
+void ColumnCorrection(int32_t zp, int64_t K, int64_t N, Idx w, int32_t* corr) {
+  for (int64_t n = 0; n < N; ++n) {
+    uint32_t s = 0;
+    for (int64_t k = 0; k < K; ++k) s += static_cast<uint32_t>(int32_t(w(k, n)));
+    corr[n] = static_cast<int32_t>(s * static_cast<uint32_t>(zp));
+  }
+}
+
+// Runs Y = LUT-GEMM over `M` rows of activations given transposed (at[k][m], padded to
+// kMBlock) or, for separable LUTs, f-mapped rows. `b` is uint8 [K][N].
+struct GemmRunner {
+  const Prepared& prep;
+  Kernels k;
+  bool use_sep;
+
+  // Separable: fa[m][Kp] = f[a(m, k)], gb[k/2][n][2] = g[b(k, n)].
+  template <typename A>
+  void Sep(const A& a, int64_t M, int64_t K, const uint8_t* b, int64_t N, const int32_t* corr,
+           int32_t* y, int64_t ldy_m, int64_t ldy_n,
+           const std::function<void(int64_t, int64_t, const std::function<void(int64_t, int64_t)>&)>& par) const {
+    const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), 2);
+    std::vector<int16_t> fa(M * Kp, 0), gb(Kp * N, 0);
+    const int16_t* f = prep.sep.f.data();
+    const int16_t* g = prep.sep.g.data();
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t kk = 0; kk < K; ++kk) fa[m * Kp + kk] = f[a(m, kk)];
+    for (int64_t kk = 0; kk < K; ++kk)
+      for (int64_t n = 0; n < N; ++n) gb[(kk >> 1) * N * 2 + n * 2 + (kk & 1)] = g[b[kk * N + n]];
+    approx::SepProblem p{fa.data(), Kp, gb.data(), N, corr, y, ldy_m, ldy_n};
+    par((M + 3) / 4, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, K * N)),
+        [&](int64_t b0, int64_t b1) { k.sep(p, b0 * 4, std::min(M, b1 * 4)); });
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+struct MatMulCpu {
+  Isa isa;
+  LutCache cache;
+  explicit MatMulCpu(const OrtKernelInfo*) : isa(SelectIsa()) {}
+
+  void Compute(Ort::KernelContext& ctx) {
+    InputView a = GetInput(ctx, 0, "A");
+    InputView b = GetInput(ctx, 1, "B");
+    CheckType(a, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, "A");
+    CheckType(b, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, "B");
+    Check(a.shape.size() >= 2, "A must have rank >= 2 ([..., M, K]), got ", ShapeStr(a.shape));
+    Check(b.shape.size() == 2, "B must be [K, N], got ", ShapeStr(b.shape));
+    const int64_t K = a.shape.back(), N = b.shape[1];
+    Check(b.shape[0] == K, "K mismatch: A ", ShapeStr(a.shape), " vs B ", ShapeStr(b.shape));
+    const int32_t* lut = ReadLut(ctx, 2);
+    const int32_t zp = ReadZeroPoint(ctx, 3, "a_zero_point");
+    std::vector<int64_t> yshape(a.shape.begin(), a.shape.end() - 1);
+    yshape.push_back(N);
+    auto out = ctx.GetOutput(0, yshape);
+    int32_t* y = out.GetTensorMutableData<int32_t>();
+    const int64_t M = NumElements(yshape) / std::max<int64_t>(N, 1);  // all leading rows
+    if (M == 0 || N == 0) return;
+    if (K == 0) { std::fill(y, y + M * N, 0); return; }
+
+    auto prep = cache.Get(lut);
+    const Kernels kern = PickKernels(isa);
+    const uint8_t* ap = a.data<uint8_t>();
+    const uint8_t* bp = reinterpret_cast<const uint8_t*>(b.data<int8_t>());
+    const int8_t* bs = b.data<int8_t>();
+    std::vector<int32_t> corr(N);
+    ColumnCorrection(zp, K, N, [&](int64_t k, int64_t n) { return bs[k * N + n]; }, corr.data());
+    auto par = [&](int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+      ParallelFor(ctx, n, grain, fn);
+    };
+    if (prep->sep.ok && isa != Isa::kPortable) {
+      GemmRunner{*prep, kern, true}.Sep([&](int64_t m, int64_t k) { return ap[m * K + k]; }, M, K,
+                                        bp, N, corr.data(), y, N, 1, par);
+      return;
+    }
+    // Transposed, padded activations: at[k][m] (vector loads over m).
+    const int64_t Mp = RoundUp(M, approx::kMBlock);
+    std::vector<uint8_t> at(K * Mp, 0);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < K; ++k) at[k * Mp + m] = ap[m * K + k];
+    approx::GemmProblem p{prep->lut_t.data(), at.data(), Mp, bp, K, N, corr.data(), y, N, 1};
+    const int64_t blocks = Mp / approx::kMBlock;
+    const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, K * N));
+    ParallelFor(ctx, blocks, grain, [&](int64_t b0, int64_t b1) {
+      kern.gemm(p, b0 * approx::kMBlock, std::min(M, b1 * approx::kMBlock));
+    });
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+struct ConvCpu {
+  Isa isa;
+  LutCache cache;
+  int64_t sh, sw, pt, pl, pb, pr, dh, dw, group;
+
+  explicit ConvCpu(const OrtKernelInfo* info) : isa(SelectIsa()) {
+    auto ints = [&](const char* name, std::vector<int64_t> dflt, size_t n, int64_t lo, int64_t hi) {
+      std::vector<int64_t> v = AttrInts(info, name, std::move(dflt));
+      Check(v.size() == n, name, " must have ", n, " values, got ", v.size());
+      for (int64_t x : v) Check(x >= lo && x <= hi, name, " values must be in [", lo, ", ", hi, "], got ", x);
+      return v;
+    };
+    auto s = ints("strides", {1, 1}, 2, spec_conv::kStridesMin, spec_conv::kStridesMax);
+    auto p = ints("pads", {0, 0, 0, 0}, 4, spec_conv::kPadsMin, spec_conv::kPadsMax);
+    auto d = ints("dilations", {1, 1}, 2, spec_conv::kDilationsMin, spec_conv::kDilationsMax);
+    sh = s[0], sw = s[1], pt = p[0], pl = p[1], pb = p[2], pr = p[3], dh = d[0], dw = d[1];
+    group = AttrIntIn(info, "group", spec_conv::kGroupMin, spec_conv::kGroupMax,
+                      spec_conv::kGroupDefault);
+  }
+
+  void Compute(Ort::KernelContext& ctx) {
+    InputView x = GetInput(ctx, 0, "X");
+    InputView w = GetInput(ctx, 1, "W");
+    CheckType(x, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, "X");
+    CheckType(w, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, "W");
+    Check(x.shape.size() == 4, "X must be NCHW, got ", ShapeStr(x.shape));
+    Check(w.shape.size() == 4, "W must be [C_out, C_in/group, kH, kW], got ", ShapeStr(w.shape));
+    const int64_t NB = x.shape[0], C = x.shape[1], H = x.shape[2], Wd = x.shape[3];
+    const int64_t Co = w.shape[0], Cg = w.shape[1], KH = w.shape[2], KW = w.shape[3];
+    Check(C % group == 0 && Co % group == 0 && Cg * group == C, "channels do not fit group=",
+          group, ": X ", ShapeStr(x.shape), ", W ", ShapeStr(w.shape));
+    Check(KH >= 1 && KW >= 1, "W has an empty kernel: ", ShapeStr(w.shape));
+    const int64_t OH = (H + pt + pb - dh * (KH - 1) - 1) / sh + 1;
+    const int64_t OW = (Wd + pl + pr - dw * (KW - 1) - 1) / sw + 1;
+    Check(H + pt + pb - dh * (KH - 1) - 1 >= 0 && Wd + pl + pr - dw * (KW - 1) - 1 >= 0,
+          "kernel larger than the padded input: X ", ShapeStr(x.shape), ", W ", ShapeStr(w.shape));
+    const int32_t* lut = ReadLut(ctx, 2);
+    const int32_t zp = ReadZeroPoint(ctx, 3, "x_zero_point");
+    auto out = ctx.GetOutput(0, std::vector<int64_t>{NB, Co, OH, OW});
+    int32_t* y = out.GetTensorMutableData<int32_t>();
+    if (NB == 0 || Co == 0) return;
+    auto prep = cache.Get(lut);
+    const Kernels kern = PickKernels(isa);
+    const uint8_t* xp = x.data<uint8_t>();
+    const int8_t* wp = w.data<int8_t>();
+    const int64_t Og = Co / group, Kg = Cg * KH * KW, L = OH * OW;
+    // corr[co] = zp * sum over the filter's taps (padded taps included: they are code zp).
+    std::vector<int32_t> corr(Co);
+    ColumnCorrection(zp, Kg, Co, [&](int64_t k, int64_t n) { return wp[n * Kg + k]; }, corr.data());
+
+    if (group == C && Co == C && C > 1) return Depthwise(ctx, kern, *prep, xp, wp, corr, y, NB, C, H, Wd, KH, KW, OH, OW, zp);
+
+    // Weights per group transposed to [Kg][Og] (uint8 view).
+    std::vector<uint8_t> bt(group * Kg * Og);
+    for (int64_t g = 0; g < group; ++g)
+      for (int64_t o = 0; o < Og; ++o)
+        for (int64_t k = 0; k < Kg; ++k)
+          bt[(g * Kg + k) * Og + o] = static_cast<uint8_t>(wp[(g * Og + o) * Kg + k]);
+    const int64_t Lp = RoundUp(L, approx::kMBlock);
+    const bool sep = prep->sep.ok && isa != Isa::kPortable;
+    // im2col of one (image, group): cols[k][l], padded taps = zp, padding columns = 0.
+    auto im2col = [&](int64_t n, int64_t g, uint8_t* cols) {
+      for (int64_t c = 0; c < Cg; ++c) {
+        const uint8_t* plane = xp + (n * C + g * Cg + c) * H * Wd;
+        for (int64_t kh = 0; kh < KH; ++kh)
+          for (int64_t kw = 0; kw < KW; ++kw) {
+            uint8_t* row = cols + ((c * KH + kh) * KW + kw) * Lp;
+            for (int64_t oh = 0; oh < OH; ++oh) {
+              const int64_t ih = oh * sh - pt + kh * dh;
+              for (int64_t ow = 0; ow < OW; ++ow) {
+                const int64_t iw = ow * sw - pl + kw * dw;
+                row[oh * OW + ow] = (ih >= 0 && ih < H && iw >= 0 && iw < Wd)
+                                        ? plane[ih * Wd + iw] : static_cast<uint8_t>(zp);
+              }
+            }
+            std::fill(row + L, row + Lp, 0);
+          }
+      }
+    };
+    auto one = [&](int64_t n, int64_t g, uint8_t* cols, bool inner_parallel) {
+      im2col(n, g, cols);
+      int32_t* yg = y + (n * Co + g * Og) * L;
+      const uint8_t* bg = bt.data() + g * Kg * Og;
+      const int32_t* cg = corr.data() + g * Og;
+      auto serial = [](int64_t cnt, int64_t, const std::function<void(int64_t, int64_t)>& fn) { fn(0, cnt); };
+      auto parallel = [&](int64_t cnt, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+        ParallelFor(ctx, cnt, grain, fn);
+      };
+      if (sep) {
+        auto acc = [&](int64_t m, int64_t k) { return cols[k * Lp + m]; };
+        GemmRunner r{*prep, kern, true};
+        if (inner_parallel) r.Sep(acc, L, Kg, bg, Og, cg, yg, 1, L, parallel);
+        else r.Sep(acc, L, Kg, bg, Og, cg, yg, 1, L, serial);
+        return;
+      }
+      approx::GemmProblem p{prep->lut_t.data(), cols, Lp, bg, Kg, Og, cg, yg, 1, L};
+      const int64_t blocks = Lp / approx::kMBlock;
+      if (!inner_parallel) return kern.gemm(p, 0, L);
+      ParallelFor(ctx, blocks, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, Kg * Og)),
+                  [&](int64_t b0, int64_t b1) {
+                    kern.gemm(p, b0 * approx::kMBlock, std::min(L, b1 * approx::kMBlock));
+                  });
+    };
+    const int64_t tasks = NB * group;
+    if (tasks >= 4) {  // parallel over (image, group), one im2col buffer per chunk
+      ParallelFor(ctx, tasks, 1, [&](int64_t t0, int64_t t1) {
+        std::vector<uint8_t> cols(Kg * Lp);
+        for (int64_t t = t0; t < t1; ++t) one(t / group, t % group, cols.data(), false);
+      });
+    } else {
+      std::vector<uint8_t> cols(Kg * Lp);
+      for (int64_t t = 0; t < tasks; ++t) one(t / group, t % group, cols.data(), true);
+    }
+  }
+
+  // Depthwise (group == C == C_out): per plane, per tap, gather-accumulate a LUT row over
+  // the valid output columns; out-of-image taps add LUT[zp][w] (the padding code).
+  void Depthwise(Ort::KernelContext& ctx, const Kernels& kern, const Prepared& prep,
+                 const uint8_t* xp, const int8_t* wp, const std::vector<int32_t>& corr,
+                 int32_t* y, int64_t NB, int64_t C, int64_t H, int64_t Wd, int64_t KH, int64_t KW,
+                 int64_t OH, int64_t OW, int32_t zp) {
+    ParallelFor(ctx, NB * C, 1, [&](int64_t p0, int64_t p1) {
+      for (int64_t pc = p0; pc < p1; ++pc) {
+        const int64_t c = pc % C;
+        const uint8_t* plane = xp + pc * H * Wd;
+        int32_t* yo = y + pc * OH * OW;
+        std::fill(yo, yo + OH * OW, 0);
+        for (int64_t kh = 0; kh < KH; ++kh)
+          for (int64_t kw = 0; kw < KW; ++kw) {
+            const uint8_t wb = static_cast<uint8_t>(wp[(c * KH + kh) * KW + kw]);
+            const int32_t* row = prep.lut_t.data() + int64_t(wb) * 256;
+            const uint32_t pad_val = static_cast<uint32_t>(row[zp]);
+            const int64_t off = kw * dw - pl;  // iw = ow*sw + off
+            // valid ow: 0 <= ow*sw + off < Wd
+            int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+            int64_t hi = Wd - 1 - off < 0 ? 0 : (Wd - 1 - off) / sw + 1;
+            lo = std::min(lo, OW);
+            hi = std::max(lo, std::min(hi, OW));
+            for (int64_t oh = 0; oh < OH; ++oh) {
+              const int64_t ih = oh * sh - pt + kh * dh;
+              int32_t* acc = yo + oh * OW;
+              auto add_pad = [&](int64_t a, int64_t b) {
+                for (int64_t i = a; i < b; ++i)
+                  acc[i] = static_cast<int32_t>(static_cast<uint32_t>(acc[i]) + pad_val);
+              };
+              if (ih < 0 || ih >= H) { add_pad(0, OW); continue; }
+              add_pad(0, lo);
+              if (hi > lo) kern.gather(row, plane + ih * Wd + lo * sw + off, sw, hi - lo, acc + lo);
+              add_pad(hi, OW);
+            }
+          }
+        const uint32_t cc = static_cast<uint32_t>(corr[c]);
+        for (int64_t i = 0; i < OH * OW; ++i)
+          yo[i] = static_cast<int32_t>(static_cast<uint32_t>(yo[i]) - cc);
+      }
+    });
+  }
+};
+
+#ifdef STEPORT_WITH_CUDA
+// A, B, lut on the device; the zero point is a host-memory input (CpuInput).
+struct MatMulCuda {
+  explicit MatMulCuda(const OrtKernelInfo*) {}
+  void Compute(Ort::KernelContext& ctx) {
+    InputView a = GetInput(ctx, 0, "A");
+    InputView b = GetInput(ctx, 1, "B");
+    CheckType(a, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, "A");
+    CheckType(b, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, "B");
+    Check(a.shape.size() >= 2 && b.shape.size() == 2 && b.shape[0] == a.shape.back(),
+          "A must be [..., M, K] and B [K, N], got ", ShapeStr(a.shape), " and ", ShapeStr(b.shape));
+    const int32_t* lut = ReadLut(ctx, 2);  // device pointer; shape validated
+    const int32_t zp = ReadZeroPoint(ctx, 3, "a_zero_point");
+    const int64_t K = a.shape.back(), N = b.shape[1];
+    std::vector<int64_t> yshape(a.shape.begin(), a.shape.end() - 1);
+    yshape.push_back(N);
+    auto out = ctx.GetOutput(0, yshape);
+    const int64_t M = N ? NumElements(yshape) / N : 0;
+    auto stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
+    cuda::Check(cuda::LutGemmLaunch(stream, a.data<uint8_t>(), b.data<int8_t>(), lut, zp, M, K,
+                                    N, out.GetTensorMutableData<int32_t>()),
+                "ApproxMatMulInteger");
+  }
+};
+#endif
+
+struct MatMulDesc : DescBase {
+  static constexpr const char* kName = spec_mm::kName;
+  static constexpr int kVersion = spec_mm::kVersion;
+  static std::vector<ONNXTensorElementDataType> InputTypes() {
+    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8,
+            ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8};
+  }
+  static std::vector<ONNXTensorElementDataType> OutputTypes() {
+    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32};
+  }
+  static std::vector<bool> OptionalInputs() { return {false, false, false, true}; }
+};
+#ifdef STEPORT_WITH_CUDA
+struct MatMulCudaDesc : MatMulDesc {
+  static const char* ExecutionProvider() { return "CUDAExecutionProvider"; }
+  static bool CpuInput(size_t i) { return i == 3; }
+};
+#endif
+struct ConvDesc : DescBase {
+  static constexpr const char* kName = spec_conv::kName;
+  static constexpr int kVersion = spec_conv::kVersion;
+  static std::vector<ONNXTensorElementDataType> InputTypes() {
+    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8,
+            ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8};
+  }
+  static std::vector<ONNXTensorElementDataType> OutputTypes() {
+    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32};
+  }
+  static std::vector<bool> OptionalInputs() { return {false, false, false, true}; }
+};
+
+}  // namespace
+
+void RegisterApproxOps(OpSink& sink) {
+  static Op<MatMulDesc, MatMulCpu> mm_cpu;
+  static Op<ConvDesc, ConvCpu> conv_cpu;
+  sink.Add(spec::approx::kDomain, &mm_cpu);
+  sink.Add(spec::approx::kDomain, &conv_cpu);
+#ifdef STEPORT_WITH_CUDA
+  static Op<MatMulCudaDesc, MatMulCuda> mm_cuda;
+  sink.Add(spec::approx::kDomain, &mm_cuda);
+#endif
+}
+
 }  // namespace steport

@@ -1,4 +1,50 @@
-"""ai.steport.approx ops (see docs/ops.md)."""
-from .spec import Attr, OpSpec, Port  # noqa: F401
+"""ai.steport.approx: integer matmul/conv whose products come from an approximate multiplier.
 
-OPS: list[OpSpec] = []
+A multiplier is a 256x256 int32 table LUT[a][b], a = activation code (uint8), b = weight
+code as its uint8 bit pattern (two's complement of the int8), in this order for every op
+(DESIGN.md "Approximate multipliers"; docs/approx.md). Results are int32; sums wrap modulo
+2^32 like int32 arithmetic (never reached by 8-bit multipliers at realistic K)."""
+from .spec import Attr, OpSpec, Port
+
+_LUT = Port("lut", ("int32",), doc="int32 [256, 256] (or [65536]) table LUT[a][b], a = activation "
+                                   "code, b = weight code as uint8 bit pattern")
+
+OPS = [
+    OpSpec(
+        family="approx", name="ApproxMatMulInteger", version=1,
+        inputs=(Port("A", ("uint8",), doc="activation codes [..., M, K]"),
+                Port("B", ("int8",), doc="weight codes [K, N]"),
+                _LUT,
+                Port("a_zero_point", ("uint8",), optional=True,
+                     doc="activation zero point, scalar ([] or [1]); default 0")),
+        outputs=(Port("Y", ("int32",), doc="[..., M, N]"),),
+        torch_op="steport::approx_matmul_integer",
+        translation="steport.export.approx:matmul_translation",
+        fallback="steport.export.approx:matmul_function",
+        kernels=("cpu", "cuda"),
+        doc="Y[..., m, n] = sum_k LUT[A[..., m, k], uint8(B[k, n])] - a_zp * sum_k B[k, n] "
+            "(int32).",
+    ),
+    OpSpec(
+        family="approx", name="ApproxConvInteger", version=1,
+        inputs=(Port("X", ("uint8",), doc="activation codes NCHW"),
+                Port("W", ("int8",), doc="weight codes [C_out, C_in / group, kH, kW]"),
+                _LUT,
+                Port("x_zero_point", ("uint8",), optional=True,
+                     doc="activation zero point, scalar ([] or [1]); default 0; padding "
+                         "stands for this code (real 0)")),
+        outputs=(Port("Y", ("int32",), doc="[N, C_out, H_out, W_out]"),),
+        attrs=(Attr("strides", "ints", default=[1, 1], lo=1, hi=64, doc="[sH, sW]"),
+               Attr("pads", "ints", default=[0, 0, 0, 0], lo=0, hi=1024,
+                    doc="[top, left, bottom, right]"),
+               Attr("dilations", "ints", default=[1, 1], lo=1, hi=64, doc="[dH, dW]"),
+               Attr("group", "int", default=1, lo=1, hi=1 << 20,
+                    doc="groups; C_in and C_out divisible by it")),
+        torch_op="steport::approx_conv_integer",
+        translation="steport.export.approx:conv_translation",
+        fallback="steport.export.approx:conv_function",
+        kernels=("cpu",),
+        doc="2-D convolution over codes: each tap adds LUT[x, uint8(w)] - x_zp * w; padded "
+            "taps use x = x_zp (int32).",
+    ),
+]

@@ -1,3 +1,6 @@
-# Filled in when the approx kernels land.
 steport_family(approx
-  ORT ort/approx.cc)
+  CORE   core/approx/lut_gemm.cc
+  AVX2   core/approx/lut_gemm_avx2.cc
+  AVX512 core/approx/lut_gemm_avx512.cc
+  ORT    ort/approx.cc
+  CUDA   cuda/approx/lut_gemm.cu)
