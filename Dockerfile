@@ -15,7 +15,8 @@ ARG STEPORT_CUDA=OFF
 WORKDIR /src
 COPY wheelhouse/ /wheelhouse/
 COPY pyproject.toml README.md ./
-COPY steport/ steport/
+COPY src/ src/
+COPY bench/ bench/
 COPY train/ train/
 COPY export/ export/
 COPY ort_ops/ ort_ops/
