@@ -11,6 +11,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint")
     p.add_argument("-o", "--output", required=True, help="path of the .onnx to write")
     p.add_argument("--batch", type=int, default=2, help="example batch size used for tracing")
+    p.add_argument("--preprocess", choices=["none", "image"], default="none",
+                   help="image: input is encoded PNG bytes (docs/extensions.md)")
+    p.add_argument("--labels", help="comma-separated class names (with --preprocess image)")
+    p.add_argument("--invert", action="store_true",
+                   help="dark-on-light images for a model trained light-on-dark")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("verify", help="compare PyTorch, ORT + steport ops, and stock ORT")
@@ -18,8 +23,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="checkpoint for the PyTorch side (default: from metadata)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--atol", type=float, default=1e-4)
-    p.add_argument("--backend", action="append", choices=["steport", "fallback", "torch"],
+    p.add_argument("--backend", action="append", choices=["steport", "fallback", "torch", "python"],
                    help="backends to compare (default: all available)")
+    p.add_argument("--per-node", action="store_true",
+                   help="compare every custom node's output between the first two backends "
+                        "(default steport vs python) and name the first that differs")
     p.set_defaults(func=cmd_verify)
 
 
@@ -39,6 +47,13 @@ def export_checkpoint(checkpoint: str, output: str, batch: int = 2):
 
 def cmd_export(args) -> int:
     proto = export_checkpoint(args.checkpoint, args.output, args.batch)
+    if args.preprocess == "image":
+        from .core import save
+        from .preprocess import wrap_image_model
+
+        labels = args.labels.split(",") if args.labels else None
+        proto = wrap_image_model(proto, labels, invert=args.invert)
+        save(proto, args.output)
     custom = sorted({f"{n.domain}::{n.op_type}" for n in proto.graph.node if n.domain})
     print(f"wrote {args.output} ({os.path.getsize(args.output)} bytes); custom ops: {custom}")
     return 0
@@ -47,9 +62,27 @@ def cmd_export(args) -> int:
 def cmd_verify(args) -> int:
     from .verify import verify
 
+    if args.per_node:
+        return _per_node(args)
     backends = tuple(args.backend) if args.backend else ("steport", "fallback", "torch")
     report = verify(args.model, args.checkpoint, batch=args.batch, atol=args.atol,
                     backends=backends)
+    print(report.table())
+    return 0 if report.ok else 1
+
+
+def _per_node(args) -> int:
+    import onnx
+
+    from .pyops import localize_mismatch
+    from .verify import _inputs_for
+
+    backends = tuple(b for b in (args.backend or ["steport", "python"]) if b != "torch")
+    if len(backends) != 2:
+        raise SystemExit("--per-node compares exactly two of steport, python, fallback")
+    model = onnx.load(args.model)
+    feeds = _inputs_for(model, args.batch, 0, None)
+    report = localize_mismatch(model, feeds, backends, atol=0.0)
     print(report.table())
     return 0 if report.ok else 1
 

@@ -107,6 +107,10 @@ def verify(model_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
     results: dict[str, list[np.ndarray]] = {}
     if "steport" in backends:
         results["ort+steport"] = steport.session(model_path).run(None, feeds)
+    if "python" in backends:  # numpy kernels inside ORT (onnxruntime-extensions PyOps)
+        from .pyops import python_session
+
+        results["ort+python"] = python_session(model).run(None, feeds)
     if "fallback" in backends:
         so = ort.SessionOptions()
         results["ort-fallback"] = ort.InferenceSession(os.fspath(model_path), so).run(None, feeds)
@@ -122,7 +126,7 @@ def verify(model_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
             a, b = names[i], names[j]
-            limit = torch_max_mismatch if "pytorch" in (a, b) else 0.0
+            limit = torch_max_mismatch if "pytorch" in (a, b) else 0.0  # kernels: exact
             for k, out in enumerate(outs):
                 report.pairs.append(_compare(results[a][k], results[b][k], a, b, out, atol, limit))
     return report

@@ -10,6 +10,8 @@ from .ort_ops import library_path
 from .registry import check_model_ops
 
 _EXTENSIONS_DOMAIN = "ai.onnx.contrib"
+# DecodeImage/EncodeImage live in this second onnxruntime-extensions domain
+_EXTENSIONS_DOMAINS = {_EXTENSIONS_DOMAIN, "com.microsoft.extensions"}
 
 
 def _load_proto(model: Any):
@@ -42,7 +44,7 @@ def make_session(model: Any, providers: Sequence[Any] | None = None, sess_option
         so.intra_op_num_threads = int(threads)
     so.register_custom_ops_library(library_path(cuda=_wants_cuda(providers)))
     if extensions is None:
-        extensions = _EXTENSIONS_DOMAIN in {o.domain for o in proto.opset_import}
+        extensions = bool(_EXTENSIONS_DOMAINS & {o.domain for o in proto.opset_import})
     if extensions:
         try:
             from onnxruntime_extensions import get_library_path
