@@ -1,6 +1,6 @@
 """Registry of 'a model of each family' for the serving tests. Each builder writes one
 exported .onnx into a folder and returns (path, example input of batch 2, a reference
-function x -> expected output). The lead adds binary/approx/logic builders here."""
+function x -> expected output: the PyTorch model in eval mode)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,6 +37,47 @@ def pact(folder: Path):
         with torch.no_grad():
             return model(torch.from_numpy(a)).numpy()
     return path, x.numpy(), ref
+
+
+def _zoo_model(folder: Path, family: str, arch: str, **kwargs):
+    """A zoo model for 8x8 digits-shaped input, ranges calibrated on a few batches, exported;
+    the reference is the PyTorch model in eval mode."""
+    import torch
+
+    from steport.export import export_model
+    from steport.train.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(arch, in_channels=1, num_classes=10, **kwargs)
+    gen = torch.Generator().manual_seed(1)
+    model.train()
+    with torch.no_grad():  # observe activation ranges / BatchNorm statistics
+        for _ in range(3):
+            model(torch.rand(16, 1, 8, 8, generator=gen))
+    model.eval()
+    x = torch.rand(2, 1, 8, 8, generator=gen)
+    path = folder / f"{family}.onnx"
+    export_model(model, x, path)
+
+    def ref(a: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(a)).numpy()
+    return path, x.numpy(), ref
+
+
+@family_model("binary")
+def binary(folder: Path):
+    return _zoo_model(folder, "binary", "binary_cnn", width=16)
+
+
+@family_model("approx")
+def approx(folder: Path):
+    return _zoo_model(folder, "approx", "approx_cnn", width=8, multiplier="drum_k4")
+
+
+@family_model("logic")
+def logic(folder: Path):
+    return _zoo_model(folder, "logic", "logic_net", widths=(300, 300), thresholds=2)
 
 
 @family_model("float")
