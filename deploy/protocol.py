@@ -19,7 +19,9 @@ class RequestError(Exception):
         self.headers = headers or {}
 
 
-# v2 datatype <-> numpy. BF16 has no numpy type; BYTES (strings) is not served.
+# v2 datatype <-> numpy. BF16 has no numpy type. BYTES (strings / raw bytes) travels as
+# numpy object arrays of bytes; in binary form each element is a 4-byte little-endian length
+# followed by its bytes (the Triton binary tensor extension).
 V2_TO_NP = {
     "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
     "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
@@ -27,6 +29,39 @@ V2_TO_NP = {
     "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
 }
 NP_TO_V2 = {v: k for k, v in V2_TO_NP.items()}
+NP_TO_V2[np.dtype(object)] = "BYTES"
+
+
+def _parse_bytes_binary(name: str, raw: memoryview, n: int) -> np.ndarray:
+    out, pos = [], 0
+    for _ in range(n):
+        if pos + 4 > len(raw):
+            raise RequestError(f"input '{name}': BYTES data ends inside an element length")
+        ln = int.from_bytes(raw[pos:pos + 4], "little")
+        pos += 4
+        if pos + ln > len(raw):
+            raise RequestError(f"input '{name}': BYTES element of {ln} bytes ends past the data")
+        out.append(bytes(raw[pos:pos + ln]))
+        pos += ln
+    if pos != len(raw):
+        raise RequestError(f"input '{name}': {len(raw) - pos} bytes after the last BYTES element")
+    arr = np.empty(n, dtype=object)
+    arr[:] = out
+    return arr
+
+
+def _parse_bytes_json(name: str, data: Any, n: int) -> np.ndarray:
+    flat = _flatten(data)
+    if len(flat) != n or not all(isinstance(v, str) for v in flat):
+        raise RequestError(f"input '{name}': BYTES data must be {n} strings (send binary "
+                           "content with the binary tensor extension)")
+    arr = np.empty(n, dtype=object)
+    arr[:] = [v.encode("utf-8") for v in flat]
+    return arr
+
+
+def _bytes_items(arr: np.ndarray) -> list[bytes]:
+    return [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in arr.ravel().tolist()]
 # onnxruntime's NodeArg.type strings
 ORT_TO_V2 = {
     "tensor(bool)": "BOOL", "tensor(uint8)": "UINT8", "tensor(uint16)": "UINT16",
@@ -139,7 +174,7 @@ def parse_infer_request(body: bytes, header_len: int | None, specs: dict[str, Te
         want = specs[name].datatype
         if dt != want:
             raise RequestError(f"input '{name}': datatype {dt!r} but the model takes {want}")
-        if want not in V2_TO_NP:
+        if want not in V2_TO_NP and want != "BYTES":
             raise RequestError(f"input '{name}': datatype {want} is not served")
         n = math.prod(shape)
         total += n
@@ -149,7 +184,18 @@ def parse_infer_request(body: bytes, header_len: int | None, specs: dict[str, Te
         if not isinstance(params, dict):
             raise RequestError(f"input '{name}': 'parameters' must be an object")
         size = params.get("binary_data_size")
-        if size is not None:
+        if size is not None and want == "BYTES":
+            if "data" in t:
+                raise RequestError(f"input '{name}': both 'data' and binary_data_size")
+            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+                raise RequestError(f"input '{name}': binary data ends past the body")
+            arr = _parse_bytes_binary(name, binary[offset:offset + size], n)
+            offset += size
+        elif want == "BYTES":
+            if "data" not in t:
+                raise RequestError(f"input '{name}': no 'data' and no binary_data_size")
+            arr = _parse_bytes_json(name, t["data"], n)
+        elif size is not None:
             if "data" in t:
                 raise RequestError(f"input '{name}': both 'data' and binary_data_size")
             nbytes = n * V2_TO_NP[want].itemsize
@@ -236,7 +282,15 @@ def encode_response(model: str, version: str, req: InferRequest, names: list[str
         if dt is None:
             raise RuntimeError(f"output '{name}' has dtype {arr.dtype}, which v2 cannot carry")
         o: dict[str, Any] = {"name": name, "datatype": dt, "shape": list(arr.shape)}
-        if req.binary_all or name in req.binary_outputs:
+        if dt == "BYTES":
+            items = _bytes_items(arr)
+            if req.binary_all or name in req.binary_outputs:
+                raw = b"".join(len(v).to_bytes(4, "little") + v for v in items)
+                o["parameters"] = {"binary_data_size": len(raw)}
+                blobs.append(raw)
+            else:
+                o["data"] = [v.decode("utf-8", "replace") for v in items]
+        elif req.binary_all or name in req.binary_outputs:
             raw = arr.tobytes()
             o["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)

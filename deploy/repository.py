@@ -11,6 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -59,6 +60,8 @@ class Model:
     batcher: DynamicBatcher | None = None
     version: str = "1"
     meta: dict = field(default_factory=dict)
+    # Maps the served inputs to the session's (image models: BYTES images -> packed bytes).
+    adapter: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
 
     @property
     def max_batch(self) -> int | None:
@@ -71,6 +74,8 @@ class Model:
                 "outputs": [s.to_json() for s in self.outputs.values()]}
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if self.adapter is not None:
+            feeds = self.adapter(feeds)
         return self.session.run(list(self.outputs), feeds)
 
 
@@ -105,7 +110,34 @@ def load_model(path: str | os.PathLike, policy: Policy, name: str | None = None)
     batchable = policy.batching and all(s.shape and s.shape[0] == -1
                                         for s in (*inputs.values(), *outputs.values()))
     meta = dict(sess.get_modelmeta().custom_metadata_map)
-    return Model(name, path, sess, inputs, outputs, policy, batchable, meta=meta)
+    adapter = None
+    if _is_image_model(meta):
+        # Raw-input model (steport export --preprocess image): clients send encoded images
+        # as one BYTES tensor [N]; requests are not merged (images differ in length).
+        inputs, adapter, batchable = {IMAGE_INPUT: TensorSpec(IMAGE_INPUT, "BYTES", [-1])}, \
+            _pack_image_feeds, False
+    return Model(name, path, sess, inputs, outputs, policy, batchable, meta=meta, adapter=adapter)
+
+
+IMAGE_INPUT = "image"
+
+
+def _is_image_model(meta: dict) -> bool:
+    try:
+        return json.loads(meta.get("steport.preprocess", "{}")).get("kind") == "image"
+    except (ValueError, AttributeError):
+        return False
+
+
+def _pack_image_feeds(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from steport.export.preprocess import ImageInputError, pack_images
+
+    from .protocol import RequestError
+
+    try:
+        return pack_images(list(feeds[IMAGE_INPUT].ravel()))
+    except ImageInputError as e:
+        raise RequestError(f"input '{IMAGE_INPUT}': {e}") from None
 
 
 def discover(target: str | os.PathLike) -> list[Path]:

@@ -63,7 +63,10 @@ class JsonLog:
 def _ort_error_status(e: BaseException) -> int:
     """ORT's InvalidArgument (bad shapes/values the checks above let through) is the
     client's fault; anything else is ours."""
-    return 400 if type(e).__name__ in ("InvalidArgument", "InvalidGraph") else 500
+    if type(e).__name__ in ("InvalidArgument", "InvalidGraph"):
+        return 400
+    # image models: an undecodable image fails inside the decoder node
+    return 400 if "ImageDecoder" in str(e) or "steport_bad_image" in str(e) else 500
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -325,6 +328,8 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(f"no result within {app.config.request_timeout_s}s", 504) from None
         except Stopped as e:
             raise RequestError(str(e), 503, {"Retry-After": "1"}) from None
+        except RequestError:
+            raise  # the model's input adapter rejected the request
         except Exception as e:  # noqa: BLE001 - the session's error, told to the client
             raise RequestError(f"inference failed: {e}", _ort_error_status(e)) from None
         by_name = dict(zip(model.outputs, outs))
