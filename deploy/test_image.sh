@@ -17,6 +17,9 @@ work=$(mktemp -d /var/tmp/steport-image-test.XXXXXX)
 ctr=""; srv_pid=""
 say() { echo "[test_image] $*" >&2; }
 die() { say "FAIL: $*"; exit 1; }
+# The environment cannot run the test (no root, no Debian mirror or PyPI): exit 3 so CI can
+# report it as "could not run here" rather than as a broken image.
+cannot() { say "CANNOT RUN HERE: $*"; exit 3; }
 phase() { local now; now=$(date +%s); say "-- $1 (previous phase $((now - T_PHASE))s, total $((now - T_START))s)"; T_PHASE=$now; }
 cleanup() {
   if [ -n "$srv_pid" ] && kill -0 "$srv_pid" 2>/dev/null; then kill -TERM -- "-$srv_pid" 2>/dev/null || true; sleep 1; kill -KILL -- "-$srv_pid" 2>/dev/null || true; fi
@@ -27,23 +30,23 @@ cleanup() {
 trap cleanup EXIT
 
 phase "1/10 tools"
-[ "$(id -u)" = 0 ] || die "needs root (debootstrap, buildah --isolation=chroot); run as root or in CI's root shell"
+[ "$(id -u)" = 0 ] || cannot "needs root (debootstrap, buildah --isolation=chroot); run as root or in CI's root shell"
 for t in buildah podman debootstrap; do
   command -v $t >/dev/null && continue
-  command -v apt-get >/dev/null || die "$t missing and no apt-get to install it"
+  command -v apt-get >/dev/null || cannot "$t missing and no apt-get to install it"
   DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q buildah podman debootstrap >&2 \
     || { timeout 300 apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q buildah podman debootstrap >&2; } \
-    || die "apt-get install buildah podman debootstrap failed (no Debian mirror reachable?)"
+    || cannot "apt-get install buildah podman debootstrap failed (no Debian mirror reachable?)"
   break
 done
 "$HOSTPY" -c "import torch, steport.export, tritonclient.http" 2>/dev/null \
   || die "$HOSTPY lacks torch/steport/tritonclient: run scripts/bootstrap.sh first (host side exports the test model)"
 
 phase "2/10 wheelhouse"
-PYTHON="$HOSTPY" timeout 900 bash deploy/build_wheelhouse.sh >&2 || die "deploy/build_wheelhouse.sh failed (PyPI unreachable?)"
+PYTHON="$HOSTPY" timeout 900 bash deploy/build_wheelhouse.sh >&2 || cannot "deploy/build_wheelhouse.sh failed (PyPI unreachable?)"
 
 phase "3/10 base images"
-timeout 1200 bash deploy/make_base_image.sh >&2 || die "deploy/make_base_image.sh failed"
+timeout 1200 bash deploy/make_base_image.sh >&2 || cannot "deploy/make_base_image.sh failed (debootstrap needs a reachable Debian mirror)"
 
 phase "4/10 export test models on the host"
 mkdir -p "$work/models"
