@@ -37,27 +37,16 @@ def _ort_accuracy_and_latency(onnx_path: Path, data, runs: int = 50) -> dict:
 
 
 def _multiplier_error(recipe: dict) -> tuple[str, float] | None:
-    """(metric, value) of the recipe's approximate multiplier, when the approx family's
-    multiplier library is installed and the recipe names a multiplier."""
-    mult = (recipe.get("model", {}).get("kwargs") or {}).get("multiplier")
-    if not isinstance(mult, str):
+    """("MRED%", value) of an approx recipe's multiplier (the exact product when it names
+    none); None for other families."""
+    if recipe.get("family") != "approx":
         return None
-    try:
-        from . import multipliers  # built by the approx family; optional here
-    except ImportError:
-        return None
-    for fn_name in ("error_metrics", "metrics", "get_metrics"):
-        fn = getattr(multipliers, fn_name, None)
-        if callable(fn):
-            try:
-                m = fn(mult)
-            except Exception:
-                return None
-            m = m if isinstance(m, dict) else getattr(m, "__dict__", {})
-            for key in ("MRED%", "mred", "MAE%", "mae", "MRED", "MAE"):
-                if key in m:
-                    return key, float(m[key])
-    return None
+    from .multipliers import get_multiplier
+
+    name = (recipe.get("model", {}).get("kwargs") or {}).get("multiplier") or "exact"
+    if not isinstance(name, str):
+        return None  # a LUT given inline: no name to report
+    return "MRED%", float(get_multiplier(name).metrics()["MRED%"])
 
 
 def _plots(rows: list[dict], out: Path) -> list[str]:
@@ -174,7 +163,7 @@ def run_recipe(name: str, out: Path, epochs: int | None, progress: bool) -> dict
         row.update(_ort_accuracy_and_latency(onnx_path, data))
         me = _multiplier_error(recipe)
         if me:
-            row.update(multiplier=recipe["model"]["kwargs"]["multiplier"],
+            row.update(multiplier=recipe["model"]["kwargs"].get("multiplier") or "exact",
                        multiplier_metric=me[0], multiplier_error=me[1])
         row["status"] = "ok"
     except Exception as e:  # noqa: BLE001 - reported, and the demo exits non-zero

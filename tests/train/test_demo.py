@@ -27,22 +27,16 @@ def test_demo_subset_with_failure(tmp_path):
 
 
 def test_plots_and_multiplier_guard(tmp_path, monkeypatch):
-    """Plots from synthetic rows; the multiplier plot appears only with the library present."""
-    import sys
-    import types
-
+    """Plots from synthetic rows; multiplier error comes from the multiplier library."""
     from steport.train import demo
 
-    recipe = {"model": {"kwargs": {"multiplier": "mul8u_X"}}}
-    monkeypatch.delitem(sys.modules, "steport.train.multipliers", raising=False)
-    if demo._multiplier_error(recipe) is None:  # library absent (or no such multiplier)
-        fake = types.ModuleType("steport.train.multipliers")
-        fake.error_metrics = lambda name: {"MRED%": 2.5, "MAE%": 0.1}
-        monkeypatch.setitem(sys.modules, "steport.train.multipliers", fake)
-        import steport.train as pkg
-        monkeypatch.setattr(pkg, "multipliers", fake, raising=False)
-        assert demo._multiplier_error(recipe) == ("MRED%", 2.5)
-    assert demo._multiplier_error({"model": {"kwargs": {}}}) is None
+    from steport.train.multipliers import get_multiplier
+
+    recipe = {"family": "approx", "model": {"kwargs": {"multiplier": "drum_k4"}}}
+    assert demo._multiplier_error(recipe) == ("MRED%", get_multiplier("drum_k4").metrics()["MRED%"])
+    exact = {"family": "approx", "model": {"kwargs": {"multiplier": None}}}
+    assert demo._multiplier_error(exact) == ("MRED%", 0.0)
+    assert demo._multiplier_error({"family": "quant", "model": {"kwargs": {}}}) is None
     base = dict(status="ok", data="digits", torch_accuracy=0.9, ort_accuracy=0.9, verify=True,
                 parameters=10, onnx_bytes=2048, latency_ms_b1_p50=0.1, latency_ms_b64_p50=1.0,
                 train_seconds=1.0)
