@@ -1,7 +1,7 @@
 // Portable binary primitives (no SIMD flags; the compiler's popcount).
 #include "core/binary/bgemm.h"
 
-#include "core/binary/pack_inl.h"
+#include "core/binary/generic_inl.h"
 
 namespace steport::binary {
 
@@ -51,15 +51,20 @@ void XorPopTPortable(const uint64_t* a, int64_t lda, int64_t m, const uint64_t* 
   }
 }
 
+void ConvOutPortable(const int32_t* pop, int64_t n, int32_t base, float sc, float bi,
+                     float* y) {
+  ConvOutGeneric(pop, n, base, sc, bi, y);
+}
+
 Kernels SelectKernels(Isa isa) {
 #if defined(STEPORT_X86)
   if (isa == Isa::kAvx512 && DetectCpu().avx512vpopcntdq)
-    return {PackSignRowsAvx512, PackChannelsAvx512, XorPopAvx512, XorPopTAvx512};
+    return {PackSignRowsAvx512, PackChannelsAvx512, XorPopAvx512, XorPopTAvx512, ConvOutAvx512};
   if (isa == Isa::kAvx512 || isa == Isa::kAvx2)
-    return {PackSignRowsAvx2, PackChannelsAvx2, XorPopAvx2, XorPopTAvx2};
+    return {PackSignRowsAvx2, PackChannelsAvx2, XorPopAvx2, XorPopTAvx2, ConvOutAvx2};
 #endif
   (void)isa;
-  return {PackSignRows, PackChannelsPortable, XorPopPortable, XorPopTPortable};
+  return {PackSignRows, PackChannelsPortable, XorPopPortable, XorPopTPortable, ConvOutPortable};
 }
 
 }  // namespace steport::binary

@@ -29,12 +29,18 @@ using XorPopFn = void (*)(const uint64_t* a, int64_t lda, int64_t m, const uint6
 using XorPopTFn = void (*)(const uint64_t* a, int64_t lda, int64_t m, const uint64_t* bt,
                            int64_t ldb, int64_t n, int64_t kw, int32_t* out, int64_t ldo);
 
+// Conv epilogue for one output channel: y[q] = float(base - 2 * pop[q]) * sc + bi (a float
+// multiply, then a float add), q < n.
+using ConvOutFn = void (*)(const int32_t* pop, int64_t n, int32_t base, float sc, float bi,
+                           float* y);
+
 // One ISA's set of primitives (all produce identical results).
 struct Kernels {
   PackRowsFn pack_rows;
   PackChannelsFn pack_channels;
   XorPopFn pop;
   XorPopTFn popt;
+  ConvOutFn conv_out;
 };
 
 void PackSignRows(const float* src, int64_t rows, int64_t k, int64_t ld, uint64_t* dst,
@@ -43,6 +49,7 @@ void PackChannelsPortable(const float* src, int64_t cstride, int64_t c, int64_t 
                           uint64_t* dst, int64_t dstride);
 void XorPopPortable(const uint64_t* a, int64_t lda, int64_t m, const uint64_t* b, int64_t ldb,
                     int64_t n, int64_t kw, int32_t* out, int64_t ldo);
+void ConvOutPortable(const int32_t* pop, int64_t n, int32_t base, float sc, float bi, float* y);
 void XorPopTPortable(const uint64_t* a, int64_t lda, int64_t m, const uint64_t* bt,
                      int64_t ldb, int64_t n, int64_t kw, int32_t* out, int64_t ldo);
 #if defined(STEPORT_X86)
@@ -52,6 +59,7 @@ void PackChannelsAvx2(const float* src, int64_t cstride, int64_t c, int64_t npx,
                       uint64_t* dst, int64_t dstride);
 void XorPopAvx2(const uint64_t* a, int64_t lda, int64_t m, const uint64_t* b, int64_t ldb,
                 int64_t n, int64_t kw, int32_t* out, int64_t ldo);
+void ConvOutAvx2(const int32_t* pop, int64_t n, int32_t base, float sc, float bi, float* y);
 void XorPopTAvx2(const uint64_t* a, int64_t lda, int64_t m, const uint64_t* bt, int64_t ldb,
                  int64_t n, int64_t kw, int32_t* out, int64_t ldo);
 // Need AVX512F/BW/DQ/VL + VPOPCNTDQ.
@@ -61,6 +69,7 @@ void PackChannelsAvx512(const float* src, int64_t cstride, int64_t c, int64_t np
                         uint64_t* dst, int64_t dstride);
 void XorPopAvx512(const uint64_t* a, int64_t lda, int64_t m, const uint64_t* b, int64_t ldb,
                   int64_t n, int64_t kw, int32_t* out, int64_t ldo);
+void ConvOutAvx512(const int32_t* pop, int64_t n, int32_t base, float sc, float bi, float* y);
 void XorPopTAvx512(const uint64_t* a, int64_t lda, int64_t m, const uint64_t* bt, int64_t ldb,
                    int64_t n, int64_t kw, int32_t* out, int64_t ldo);
 #endif

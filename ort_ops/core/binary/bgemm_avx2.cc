@@ -4,7 +4,7 @@
 #include <immintrin.h>
 
 #include "core/binary/bgemm.h"
-#include "core/binary/pack_inl.h"
+#include "core/binary/generic_inl.h"
 
 namespace steport::binary {
 namespace {
@@ -111,6 +111,10 @@ void PackSignRowsAvx2(const float* src, int64_t rows, int64_t k, int64_t ld, uin
 void PackChannelsAvx2(const float* src, int64_t cstride, int64_t c, int64_t npx,
                       uint64_t* dst, int64_t dstride) {
   PackChannelsGeneric(src, cstride, c, npx, dst, dstride);
+}
+
+void ConvOutAvx2(const int32_t* pop, int64_t n, int32_t base, float sc, float bi, float* y) {
+  ConvOutGeneric(pop, n, base, sc, bi, y);
 }
 
 void XorPopAvx2(const uint64_t* a, int64_t lda, int64_t m, const uint64_t* b, int64_t ldb,

@@ -113,6 +113,19 @@ void PackChannelsAvx512(const float* src, int64_t cstride, int64_t c, int64_t np
   }
 }
 
+void ConvOutAvx512(const int32_t* pop, int64_t n, int32_t base, float sc, float bi,
+                   float* y) {
+  const __m512i vbase = _mm512_set1_epi32(base);
+  const __m512 vs = _mm512_set1_ps(sc), vb = _mm512_set1_ps(bi);
+  for (int64_t q = 0; q < n; q += 16) {
+    const int64_t left = n - q;
+    const __mmask16 lm = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+    const __m512i v = _mm512_maskz_loadu_epi32(lm, pop + q);
+    const __m512 d = _mm512_cvtepi32_ps(_mm512_sub_epi32(vbase, _mm512_slli_epi32(v, 1)));
+    _mm512_mask_storeu_ps(y + q, lm, _mm512_add_ps(_mm512_mul_ps(d, vs), vb));  // no FMA
+  }
+}
+
 void XorPopAvx512(const uint64_t* a, int64_t lda, int64_t m, const uint64_t* b, int64_t ldb,
                   int64_t n, int64_t kw, int32_t* out, int64_t ldo) {
   int64_t i = 0;

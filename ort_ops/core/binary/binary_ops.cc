@@ -33,6 +33,40 @@ void GemmEpilogue(const GemmProblem& p, const std::vector<int32_t>& tailpop, int
   }
 }
 
+// Zero padding: which taps of an output row (or column) fall in the padding. Rows sharing the
+// same out-of-range tap set form one class; a pixel's padded taps are (row class x all kx) or
+// (all ky x col class), so the correction depends only on its (row class, col class).
+struct PadClasses {
+  std::vector<int32_t> id;               // per output row / column
+  std::vector<std::vector<char>> masks;  // per class: tap index out of range
+  std::vector<char> any;                 // per class: some tap out of range
+};
+
+PadClasses ClassifyPads(int64_t nout, int64_t k, int64_t stride, int64_t pad, int64_t dil,
+                        int64_t size) {
+  PadClasses pc;
+  pc.id.resize(static_cast<size_t>(nout));
+  std::vector<char> m(static_cast<size_t>(k));
+  for (int64_t o = 0; o < nout; ++o) {
+    bool any = false;
+    for (int64_t t = 0; t < k; ++t) {
+      const int64_t i = o * stride - pad + t * dil;
+      m[t] = i < 0 || i >= size;
+      any = any || m[t];
+    }
+    size_t c = 0;
+    while (c < pc.masks.size() && pc.masks[c] != m) ++c;
+    if (c == pc.masks.size()) {
+      pc.masks.push_back(m);
+      pc.any.push_back(any);
+    }
+    pc.id[o] = static_cast<int32_t>(c);
+  }
+  return pc;
+}
+
+constexpr size_t kMaxPadPatterns = 256;  // else per-(pixel, tap) corrections
+
 }  // namespace
 
 void RunGemm(const GemmProblem& p, const Kernels& kern, const ParFor& par) {
@@ -109,6 +143,29 @@ void RunConv(const ConvProblem& p, const Kernels& kern, const ParFor& par) {
       tailpop[o] += __builtin_popcountll(wt[cw - 1] & ~valid);
       tapsum[o * taps + t] = 2 * ones - static_cast<int32_t>(cg);
     }
+  // 2b) Zero padding: correction per (co, row class, col class) when the classes are few.
+  PadClasses rows, cols;
+  std::vector<int32_t> padcorr;
+  bool table = false;
+  if (p.pad_value == 0) {
+    rows = ClassifyPads(p.oh, p.kh, p.stride_h, p.pad_t, p.dil_h, p.h);
+    cols = ClassifyPads(p.ow, p.kw, p.stride_w, p.pad_l, p.dil_w, p.w);
+    table = rows.masks.size() * cols.masks.size() <= kMaxPadPatterns;
+  }
+  const int64_t ncc = static_cast<int64_t>(cols.masks.size());
+  const int64_t npat = static_cast<int64_t>(rows.masks.size()) * ncc;
+  if (table) {
+    padcorr.assign(static_cast<size_t>(p.co * npat), 0);
+    for (int64_t o = 0; o < p.co; ++o)
+      for (int64_t r = 0; r < static_cast<int64_t>(rows.masks.size()); ++r)
+        for (int64_t c = 0; c < ncc; ++c) {
+          int32_t corr = 0;
+          for (int64_t ky = 0; ky < p.kh; ++ky)
+            for (int64_t kx = 0; kx < p.kw; ++kx)
+              if (rows.masks[r][ky] || cols.masks[c][kx]) corr += tapsum[o * taps + ky * p.kw + kx];
+          padcorr[o * npat + r * ncc + c] = corr;
+        }
+  }
   // 3) Work items: (image, group, pixel chunk, output-channel block). Chunks are balanced
   //    (multiples of 8 pixels, at most kConvPixels); output channels are split only when
   //    there are too few chunks to keep the threads busy.
@@ -132,7 +189,13 @@ void RunConv(const ConvProblem& p, const Kernels& kern, const ParFor& par) {
       const int64_t o0 = ob * cob, no = std::min(cob, cog - o0);
       if (no <= 0) continue;
       const uint64_t* src = xp.data() + ng * cw * hw;
-      pads.clear();  // (pixel, tap) pairs that fall in the padding
+      // Zero padding: (pixel, pattern) pairs with the table, else (pixel, tap) pairs.
+      pads.clear();
+      if (table)
+        for (int64_t q = 0; q < np; ++q) {
+          const int32_t r = rows.id[(p0 + q) / p.ow], c = cols.id[(p0 + q) % p.ow];
+          if (rows.any[r] || cols.any[c]) pads.push_back({int32_t(q), int32_t(r * ncc + c)});
+        }
       // One output row segment [q0, q0 + len) at a time: contiguous copies per tap and word.
       for (int64_t q0 = 0; q0 < np;) {
         const int64_t oy = (p0 + q0) / p.ow, ox0 = (p0 + q0) % p.ow;
@@ -165,7 +228,7 @@ void RunConv(const ConvProblem& p, const Kernels& kern, const ParFor& par) {
               }
               for (int64_t q = hi; q < len; ++q) d[q] = pw;
             }
-            if (p.pad_value == 0) {
+            if (p.pad_value == 0 && !table) {
               for (int64_t q = 0; q < lo; ++q) pads.push_back({int32_t(q0 + q), int32_t(tap)});
               for (int64_t q = hi; q < len; ++q) pads.push_back({int32_t(q0 + q), int32_t(tap)});
             }
@@ -175,17 +238,29 @@ void RunConv(const ConvProblem& p, const Kernels& kern, const ParFor& par) {
       }
       const uint64_t* wg = p.wt + (g * cog + o0) * rowlen;
       kern.popt(wg, rowlen, no, col.data(), kConvPixels, np, rowlen, acc.data(), kConvPixels);
-      // dot in place, then the zero-padding correction (border pixels only), then affine.
+      if (!table) std::sort(pads.begin(), pads.end());  // group the taps by pixel
+      // Epilogue per output channel (vectorized), then border pixels redone with the
+      // zero-padding correction.
       for (int64_t o = 0; o < no; ++o) {
         const int64_t oc = g * cog + o0 + o;
-        int32_t* ar = acc.data() + o * kConvPixels;
+        const int32_t* ar = acc.data() + o * kConvPixels;
         const int32_t base = static_cast<int32_t>(ktrue + 2 * int64_t{tailpop[oc]});
-        for (int64_t q = 0; q < np; ++q) ar[q] = base - 2 * ar[q];
-        const int32_t* ts = tapsum.data() + oc * taps;
-        for (const auto& pt : pads) ar[pt.first] += ts[pt.second];
         float* yr = p.y + (img * p.co + oc) * npix + p0;
         const float sc = p.scale[oc], bi = p.bias[oc];
-        for (int64_t q = 0; q < np; ++q) yr[q] = Affine(ar[q], sc, bi);
+        kern.conv_out(ar, np, base, sc, bi, yr);
+        if (table) {
+          const int32_t* pcr = padcorr.data() + oc * npat;
+          for (const auto& pt : pads)
+            yr[pt.first] = Affine(base - 2 * ar[pt.first] + pcr[pt.second], sc, bi);
+          continue;
+        }
+        const int32_t* ts = tapsum.data() + oc * taps;
+        for (size_t i = 0; i < pads.size();) {
+          const int32_t q = pads[i].first;
+          int32_t corr = 0;
+          for (; i < pads.size() && pads[i].first == q; ++i) corr += ts[pads[i].second];
+          yr[q] = Affine(base - 2 * ar[q] + corr, sc, bi);
+        }
       }
     }
   });

@@ -1,5 +1,5 @@
-// Plain-C++ channel packing shared by the portable and AVX2 builds (the compiler vectorizes
-// the inner pixel loop with whatever the translation unit is compiled for).
+// Plain-C++ loops shared by the portable and AVX2 builds (the compiler vectorizes the inner
+// loops with whatever the translation unit is compiled for).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -17,6 +17,14 @@ inline void PackChannelsGeneric(const float* src, int64_t cstride, int64_t c, in
       const uint64_t bit = uint64_t{1} << b;
       for (int64_t x = 0; x < npx; ++x) d[x] |= s[x] >= 0.0f ? bit : 0;
     }
+  }
+}
+
+inline void ConvOutGeneric(const int32_t* pop, int64_t n, int32_t base, float sc, float bi,
+                           float* y) {
+  for (int64_t q = 0; q < n; ++q) {
+    const float v = static_cast<float>(base - 2 * pop[q]) * sc;  // two roundings, no FMA
+    y[q] = v + bi;
   }
 }
 
