@@ -17,8 +17,10 @@ constexpr int64_t kGemmRows = 16;    // row-major path: rows of packed A per wor
 constexpr int64_t kGemmCols = 64;    // weight rows per work item (64 x KW words in cache)
 constexpr int64_t kGemmTRows = 32;   // transposed path: A rows (vector columns) per work item
 constexpr int64_t kGemmTMinRows = 8; // transposed path from this many rows of A on
+static_assert(kGemmTRows % kColVec == 0, "transposed blocks hold whole column vectors");
 constexpr int64_t kConvPixels = 64;  // max output pixels per conv work item (multiple of 8)
 constexpr int64_t kConvMinCo = 32;   // min output channels per conv work item when split
+static_assert(kConvPixels % kColVec == 0, "conv chunks hold whole column vectors");
 constexpr int64_t kPackPixels = 512; // pixels per activation-packing work item
 
 void GemmEpilogue(const GemmProblem& p, const std::vector<int32_t>& tailpop, int64_t m0,
@@ -97,19 +99,21 @@ void RunGemm(const GemmProblem& p, const Kernels& kern, const ParFor& par) {
   }
   // Batched: A transposed to [word][row] so each weight word meets 8 rows per vector op;
   // the kernel sees weights as its rows and rows of A as its columns (out is [n][m]).
-  const int64_t mp = RoundUpCols(p.m);
-  std::vector<uint64_t> at(static_cast<size_t>(kwords * mp), 0);
-  for (int64_t i = 0; i < p.m; ++i)
-    for (int64_t w = 0; w < kwords; ++w) at[w * mp + i] = ap[i * kwords + w];
+  // Blocked by kGemmTRows rows so a work item's slice is contiguous (a long row stride
+  // would alias in the L1 sets): at[(blk * kwords + w) * kGemmTRows + i].
   const int64_t mb = (p.m + kGemmTRows - 1) / kGemmTRows;
+  std::vector<uint64_t> at(static_cast<size_t>(mb * kwords * kGemmTRows), 0);
+  for (int64_t i = 0; i < p.m; ++i)
+    for (int64_t w = 0; w < kwords; ++w)
+      at[((i / kGemmTRows) * kwords + w) * kGemmTRows + i % kGemmTRows] = ap[i * kwords + w];
   par(mb * nb, 1, [&](int64_t b, int64_t e) {
     std::vector<int32_t> acc(kGemmCols * kGemmTRows);
     for (int64_t t = b; t < e; ++t) {
       const int64_t n0 = (t % nb) * kGemmCols, m0 = (t / nb) * kGemmTRows;
       const int64_t nn = std::min(kGemmCols, p.n - n0), mm = std::min(kGemmTRows, p.m - m0);
-      // m0 is a multiple of 8, so columns up to RoundUpCols(mm) stay inside mp.
-      kern.popt(p.b + n0 * kwords, kwords, nn, at.data() + m0, mp, mm, kwords, acc.data(),
-                kGemmTRows);
+      // kGemmTRows is a multiple of 8, so columns up to RoundUpCols(mm) stay in the block.
+      kern.popt(p.b + n0 * kwords, kwords, nn, at.data() + (t / nb) * kwords * kGemmTRows,
+                kGemmTRows, mm, kwords, acc.data(), kGemmTRows);
       GemmEpilogue(p, tailpop, m0, mm, n0, nn, acc.data(), 1, kGemmTRows);
     }
   });
