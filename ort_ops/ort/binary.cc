@@ -57,10 +57,10 @@ GemmShapes ValidateGemm(const InputView& a, const InputView& b, const InputView&
 
 struct GemmCpu {
   int64_t k;
-  binary::XorPopFn pop;
+  binary::Kernels kern;
   explicit GemmCpu(const OrtKernelInfo* info)
       : k(AttrIntIn(info, "k", spec_gemm::kKMin, spec_gemm::kKMax)),
-        pop(binary::SelectXorPop(SelectIsa())) {}
+        kern(binary::SelectKernels(SelectIsa())) {}
 
   void Compute(Ort::KernelContext& ctx) {
     InputView a = GetInput(ctx, 0, "A"), b = GetInput(ctx, 1, "B");
@@ -70,7 +70,7 @@ struct GemmCpu {
     if (s.m == 0 || s.n == 0) return;
     binary::GemmProblem p{a.data<float>(), s.m, k, s.n, b.data<uint64_t>(), scale.data<float>(),
                           bias.data<float>(), out.GetTensorMutableData<float>()};
-    binary::RunGemm(p, pop, PoolOf(ctx));
+    binary::RunGemm(p, kern, PoolOf(ctx));
   }
 };
 
@@ -126,7 +126,7 @@ std::vector<int64_t> IntsIn(const OrtKernelInfo* info, const char* name, size_t 
 struct ConvCpu {
   std::vector<int64_t> kernel_shape, strides, pads, dilations;
   int64_t group, pad_value;
-  binary::XorPopFn pop;
+  binary::Kernels kern;
   explicit ConvCpu(const OrtKernelInfo* info)
       : strides(IntsIn(info, "strides", 2, {1, 1}, spec_conv::kStridesMin, spec_conv::kStridesMax)),
         pads(IntsIn(info, "pads", 4, {0, 0, 0, 0}, spec_conv::kPadsMin, spec_conv::kPadsMax)),
@@ -136,7 +136,7 @@ struct ConvCpu {
                         spec_conv::kGroupDefault)),
         pad_value(AttrIntIn(info, "pad_value", spec_conv::kPadValueMin, spec_conv::kPadValueMax,
                             spec_conv::kPadValueDefault)),
-        pop(binary::SelectXorPop(SelectIsa())) {
+        kern(binary::SelectKernels(SelectIsa())) {
     kernel_shape = AttrInts(info, "kernel_shape", {});
     if (!kernel_shape.empty())
       kernel_shape = IntsIn(info, "kernel_shape", 2, {}, spec_conv::kKernelShapeMin,
@@ -181,7 +181,7 @@ struct ConvCpu {
                           strides[0], strides[1], pads[0], pads[1], dilations[0], dilations[1],
                           group, static_cast<int>(pad_value), scale.data<float>(),
                           bias.data<float>(), out.GetTensorMutableData<float>(), oh, ow};
-    binary::RunConv(p, pop, PoolOf(ctx));
+    binary::RunConv(p, kern, PoolOf(ctx));
   }
 };
 

@@ -46,7 +46,8 @@ def test_pack_roundtrip_and_layout():
 
 
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (1, 64, 1), (3, 70, 5), (16, 200, 33),
-                                   (5, 129, 17), (2, 640, 9), (37, 1000, 70)])
+                                   (5, 129, 17), (2, 640, 9), (37, 1000, 70),
+                                   (8, 64, 3), (100, 300, 130)])  # batched (transposed) path
 def test_gemm_bitexact(m, k, n, isa):
     a, w = rand_with_zeros(m, k), torch.randn(n, k)
     s, b = torch.rand(n) + 0.1, torch.randn(n)
@@ -86,6 +87,12 @@ CONV_CASES = [  # cin, cout, group, kernel, stride, dilation, pads (t, l, b, r),
     (130, 8, 1, (3, 2), (1, 2), (1, 1), (1, 0, 2, 1), 6, 7),
     (8, 8, 8, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), 5, 5),   # depthwise
     (64, 16, 1, (5, 5), (3, 1), (1, 2), (2, 2, 2, 2), 8, 9),
+    # several pixel chunks (uneven), output-channel blocks, row tails of the register tiles
+    (64, 96, 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), 10, 13),
+    (16, 9, 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), 12, 12),
+    (130, 43, 1, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1), 15, 17),  # strided copies, 3 words
+    # > 256 zero-padding patterns: per-(pixel, tap) corrections instead of the table
+    (3, 2, 1, (17, 17), (1, 1), (1, 1), (16, 16, 16, 16), 2, 2),
 ]
 
 

@@ -1,6 +1,8 @@
 // Portable binary primitives (no SIMD flags; the compiler's popcount).
 #include "core/binary/bgemm.h"
 
+#include "core/binary/generic_inl.h"
+
 namespace steport::binary {
 
 void PackSignRows(const float* src, int64_t rows, int64_t k, int64_t ld, uint64_t* dst,
@@ -18,6 +20,11 @@ void PackSignRows(const float* src, int64_t rows, int64_t k, int64_t ld, uint64_
   }
 }
 
+void PackChannelsPortable(const float* src, int64_t cstride, int64_t c, int64_t npx,
+                          uint64_t* dst, int64_t dstride) {
+  PackChannelsGeneric(src, cstride, c, npx, dst, dstride);
+}
+
 void XorPopPortable(const uint64_t* a, int64_t lda, int64_t m, const uint64_t* b, int64_t ldb,
                     int64_t n, int64_t kw, int32_t* out, int64_t ldo) {
   for (int64_t i = 0; i < m; ++i) {
@@ -31,13 +38,33 @@ void XorPopPortable(const uint64_t* a, int64_t lda, int64_t m, const uint64_t* b
   }
 }
 
-XorPopFn SelectXorPop(Isa isa) {
+void XorPopTPortable(const uint64_t* a, int64_t lda, int64_t m, const uint64_t* bt,
+                     int64_t ldb, int64_t n, int64_t kw, int32_t* out, int64_t ldo) {
+  for (int64_t i = 0; i < m; ++i) {
+    int32_t* o = out + i * ldo;
+    for (int64_t j = 0; j < n; ++j) o[j] = 0;
+    for (int64_t w = 0; w < kw; ++w) {
+      const uint64_t aw = a[i * lda + w];
+      const uint64_t* b = bt + w * ldb;
+      for (int64_t j = 0; j < n; ++j) o[j] += __builtin_popcountll(aw ^ b[j]);
+    }
+  }
+}
+
+void ConvOutPortable(const int32_t* pop, int64_t n, int32_t base, float sc, float bi,
+                     float* y) {
+  ConvOutGeneric(pop, n, base, sc, bi, y);
+}
+
+Kernels SelectKernels(Isa isa) {
 #if defined(STEPORT_X86)
-  if (isa == Isa::kAvx512 && DetectCpu().avx512vpopcntdq) return XorPopAvx512;
-  if (isa == Isa::kAvx512 || isa == Isa::kAvx2) return XorPopAvx2;
+  if (isa == Isa::kAvx512 && DetectCpu().avx512vpopcntdq)
+    return {PackSignRowsAvx512, PackChannelsAvx512, XorPopAvx512, XorPopTAvx512, ConvOutAvx512};
+  if (isa == Isa::kAvx512 || isa == Isa::kAvx2)
+    return {PackSignRowsAvx2, PackChannelsAvx2, XorPopAvx2, XorPopTAvx2, ConvOutAvx2};
 #endif
   (void)isa;
-  return XorPopPortable;
+  return {PackSignRows, PackChannelsPortable, XorPopPortable, XorPopTPortable, ConvOutPortable};
 }
 
 }  // namespace steport::binary

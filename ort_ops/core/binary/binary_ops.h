@@ -19,7 +19,7 @@ struct GemmProblem {
   const float* bias;     // [n]
   float* y;              // [m, n]
 };
-void RunGemm(const GemmProblem& p, XorPopFn pop, const ParFor& par);
+void RunGemm(const GemmProblem& p, const Kernels& kern, const ParFor& par);
 
 struct ConvProblem {
   const float* x;        // [n, c, h, w]
@@ -33,6 +33,6 @@ struct ConvProblem {
   float* y;              // [n, co, oh, ow]
   int64_t oh, ow;
 };
-void RunConv(const ConvProblem& p, XorPopFn pop, const ParFor& par);
+void RunConv(const ConvProblem& p, const Kernels& kern, const ParFor& par);
 
 }  // namespace steport::binary
