@@ -67,10 +67,39 @@ def stamp_metadata(model: onnx.ModelProto, extra: dict[str, Any] | None = None) 
         model.metadata_props.add(key=k, value=meta[k])
 
 
+def dedupe_initializers(model: onnx.ModelProto, min_bytes: int = 1024) -> int:
+    """Share identical large initializers (e.g. one multiplier LUT used by every layer, or
+    tied weights): keep the first, point every use of a twin at it. Returns bytes saved."""
+    graph = model.graph
+    first: dict[tuple, str] = {}
+    rename: dict[str, str] = {}
+    keep = []
+    for init in graph.initializer:
+        data = onnx.numpy_helper.to_array(init).tobytes() if not init.raw_data else init.raw_data
+        key = (init.data_type, tuple(init.dims), data)
+        if len(data) >= min_bytes and key in first:
+            rename[init.name] = first[key]
+            continue
+        first.setdefault(key, init.name)
+        keep.append(init)
+    if not rename:
+        return 0
+    saved = sum(len(i.raw_data) for i in graph.initializer if i.name in rename)
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    for n in graph.node:
+        for i, name in enumerate(n.input):
+            if name in rename:
+                n.input[i] = rename[name]
+    return saved
+
+
 def finalize(model: onnx.ModelProto, metadata: dict[str, Any] | None = None,
              check: bool = True) -> onnx.ModelProto:
-    """Fallback bodies, IR version ORT reads, metadata, then the full checker."""
+    """Fallback bodies, shared duplicate initializers, IR version ORT reads, metadata, then
+    the full checker."""
     add_fallback_functions(model)
+    dedupe_initializers(model)
     model.ir_version = min(model.ir_version, IR_VERSION) if model.ir_version else IR_VERSION
     for o in model.opset_import:
         if o.domain in _custom_domains():
