@@ -154,15 +154,15 @@ def binary_gemm_case(draw) -> Case:
 
 
 def _conv_geometry(draw, max_c: int):
-    group = draw(st.integers(1, 3))
+    group = draw(st.sampled_from([1, 1, 2, 3]))
     cg = draw(st.one_of(st.integers(1, 5), st.sampled_from([63, 64, 65])) if max_c > 8
               else st.integers(1, 4))
     og = draw(st.integers(1, 3))
     n = _dim(draw, 2, 8)
     kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    strides = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
-    dil = [draw(st.integers(1, 2)), draw(st.integers(1, 2))]
-    pads = [draw(st.integers(0, 2)) for _ in range(4)]
+    strides = draw(st.one_of(st.just([1, 1]), st.lists(st.integers(1, 3), min_size=2, max_size=2)))
+    dil = draw(st.one_of(st.just([1, 1]), st.lists(st.integers(1, 2), min_size=2, max_size=2)))
+    pads = draw(st.one_of(st.just([0] * 4), st.lists(st.integers(0, 2), min_size=4, max_size=4)))
     eh, ew = dil[0] * (kh - 1) + 1, dil[1] * (kw - 1) + 1
     # input at least as large as the dilated kernel minus the padding (possibly 0 wide)
     h = draw(st.integers(max(0, eh - pads[0] - pads[2]), 7))
@@ -292,7 +292,7 @@ def logic_net_case(draw) -> Case:
     width = draw(st.integers(1, 12))
     k = draw(st.integers(1, 4))
     sizes = draw(st.lists(st.integers(1, 16), min_size=0, max_size=2)) + [k * draw(st.integers(1, 5))]
-    tau = float(np.float32(draw(st.floats(0.1, 10.0))))
+    tau = float(np.float32(draw(st.one_of(st.just(1.0), st.floats(0.1, 10.0)))))
     x = _logic_x(draw, n, width)
     ia, ib, g = _wiring(draw, [width, *sizes[:-1]], sizes)
     attrs = dict(layer_sizes=sizes, num_classes=k, tau=tau)
@@ -367,10 +367,29 @@ REFERENCE: dict[str, Callable[[Case], np.ndarray]] = {
 }
 
 
+@st.composite
+def drop_defaults(draw, case: Case) -> Case:
+    """Attributes equal to their registry default may be left out of the node: the kernel
+    and the fallback body must both apply the default."""
+    for a in case.spec.attrs:
+        if a.required or a.default is None or a.name not in case.attrs:
+            continue
+        v, d = case.attrs[a.name], a.default
+        same = list(v) == list(d) if isinstance(d, (list, tuple)) else v == d
+        if same and draw(st.booleans()):
+            del case.attrs[a.name]
+    return case
+
+
+def _with_defaults(strategy) -> Callable[[], st.SearchStrategy[Case]]:
+    return lambda: strategy().flatmap(drop_defaults)
+
+
 VALID: dict[str, Callable[[], st.SearchStrategy[Case]]] = {
-    "Pact": pact_case, "BinaryGemm": binary_gemm_case, "BinaryConv2d": binary_conv_case,
-    "ApproxMatMulInteger": approx_matmul_case, "ApproxConvInteger": approx_conv_case,
-    "LogicLayer": logic_layer_case, "LogicNet": logic_net_case,
+    "Pact": pact_case, "BinaryGemm": binary_gemm_case,
+    "BinaryConv2d": _with_defaults(binary_conv_case),
+    "ApproxMatMulInteger": approx_matmul_case, "ApproxConvInteger": _with_defaults(approx_conv_case),
+    "LogicLayer": logic_layer_case, "LogicNet": _with_defaults(logic_net_case),
 }
 
 
