@@ -14,8 +14,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
 from steport.deploy.loadtest import spawn_server, stop_server
 
 BODY = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 5],
@@ -130,6 +128,7 @@ def test_burst_beyond_queue_limit_gets_503_and_server_stays_ready(make_server, m
     with ThreadPoolExecutor(30) as ex:
         res = list(ex.map(lambda _: post(srv.port), range(60)))
     codes = [r[0] for r in res]
+    print("burst", {c: codes.count(c) for c in set(codes)})
     assert set(codes) <= {200, 503}, codes
     assert codes.count(200) >= 2 and codes.count(503) >= 1, codes
     for st, h, d in res:
@@ -237,8 +236,7 @@ def test_sigterm_under_load_finishes_inflight(model_dir):
     # racing the listening socket's close may reset a connection still in the backlog; never
     # more than one per client
     assert len(errors) <= len(threads), errors
-    test_sigterm_under_load_finishes_inflight.counts = {  # type: ignore[attr-defined]
+    counts = {
         "requests": len(results), "ok": sum(r[2] == 200 for r in results),
         "inflight_at_sigterm": len(inflight), "errors": len(errors)}
-    print("sigterm-under-load", test_sigterm_under_load_finishes_inflight.counts)
-    assert np.isfinite(len(results))
+    print("sigterm-under-load", counts)
