@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from steport.registry import get
 from steport.train.ops.logic import logic_net
 
 from ..conftest import run_steport
 from .cases import Case, build_model
-from steport.registry import get
 
 
 def test_logic_net_torch_op_empty_batch():
