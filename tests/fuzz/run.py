@@ -21,11 +21,13 @@ import numpy as np
 import onnxruntime as ort
 from hypothesis import HealthCheck, Phase, given, settings
 
-from steport.ort_ops import library_path
+from steport.ort_ops import build_info, library_path
 
 from .cases import (HUGE, REFERENCE, VALID, Case, build_model, explicit_cases, has_empty,
                     malformed_case)
 
+_ALL_ISAS = ["portable", "avx2", "avx512"]
+ISAS = _ALL_ISAS[: _ALL_ISAS.index(build_info()["best_isa"]) + 1]
 COUNTS: Counter = Counter()
 _N = [0]
 
@@ -48,6 +50,8 @@ def _session(model, with_lib: bool):
     so.intra_op_num_threads = 2 if with_lib else 1
     so.log_severity_level = 4  # our cases are meant to fail; keep ORT's own log quiet
     if with_lib:
+        # cycle through the CPU's SIMD paths (STEPORT_ISA is read at kernel creation)
+        os.environ["STEPORT_ISA"] = ISAS[_N[0] % len(ISAS)]
         so.register_custom_ops_library(library_path())
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
