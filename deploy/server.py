@@ -129,8 +129,16 @@ class Handler(BaseHTTPRequestHandler):
                 self.server.conns.discard(self)
             self.server.app.metrics.inflight.set(len(self.server.conns))
 
+    def handle_one_request(self):
+        # The request line and headers must all arrive within idle_timeout_s: the socket
+        # timeout alone is per read, so a client trickling a byte at a time (slowloris)
+        # would hold its thread forever. Server._reap enforces this deadline.
+        self.header_t0 = time.monotonic()
+        super().handle_one_request()
+
     def parse_request(self) -> bool:
         ok = super().parse_request()
+        self.header_t0 = None
         if ok:
             self.busy = True
             self.t0 = time.perf_counter()
@@ -402,6 +410,8 @@ class Server:
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="http-accept", daemon=True)
         self._thread.start()
+        self._reaper_stop = threading.Event()
+        threading.Thread(target=self._reap, name="http-reaper", daemon=True).start()
         self._started = True
         self.log("start", host=self.config.host, port=self.port,
                  models={m.name: {"batchable": m.batchable, "max_batch": m.policy.max_batch,
@@ -409,6 +419,25 @@ class Server:
                                   "inputs": [s.to_json() for s in m.inputs.values()]}
                          for m in self.repo.models.values()})
         return self
+
+    def _reap(self) -> None:
+        """Closes connections whose request line + headers took longer than idle_timeout_s."""
+        limit = self.config.idle_timeout_s
+        httpd = self._httpd
+        while not self._reaper_stop.wait(min(0.25, limit / 4)):
+            now = time.monotonic()
+            with httpd.conn_lock:
+                conns = list(httpd.conns)
+            for c in conns:
+                t0 = getattr(c, "header_t0", None)
+                if t0 is not None and not c.busy and now - t0 > limit:
+                    c.header_t0 = None
+                    self.log("slow_client", level="warning", client=c.client_address[0],
+                             seconds=round(now - t0, 3))
+                    try:
+                        c.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
 
     def _on_batch(self, name: str, rows: int, reqs: int, sec: float) -> None:
         self.metrics.batch.observe(rows, model=name)
@@ -421,6 +450,7 @@ class Server:
             return True
         t0 = time.monotonic()
         self.draining = True
+        self._reaper_stop.set()
         self.log("draining", connections=len(self._httpd.conns))
         self._httpd.shutdown()          # no new connections
         self._httpd.socket.close()

@@ -111,4 +111,9 @@ def logic_net_function(node_proto: onnx.NodeProto | None = None) -> onnx.Functio
         node("Div", ["counts", "tau"], ["Y"]),
     ]
     nodes.insert(len(_prologue()) + 5, const("axis0_s", 0, "int64"))
-    return make_function(LOGIC_NET, nodes)
+    # tau has a default (1.0): declared as an attribute_proto so a node may omit it
+    fn = make_function(LOGIC_NET, nodes, attrs=[a.name for a in LOGIC_NET.attrs if a.required])
+    for a in LOGIC_NET.attrs:
+        if not a.required:
+            fn.attribute_proto.append(helper.make_attribute(a.name, a.default))
+    return fn

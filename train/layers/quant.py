@@ -25,5 +25,14 @@ class PACT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return pact(x, self.alpha, self.bits)
 
+    def check_exportable(self) -> None:
+        # Training can drive alpha to <= 0 or NaN; the exported Pact node would then fail
+        # only at run time, so refuse at export (export_model names the layer).
+        from steport.export import ExportError
+
+        a = float(self.alpha.detach().reshape(-1)[0])
+        if not (a > 0 and a < float("inf")):
+            raise ExportError(f"alpha must be positive and finite to export, got {a}")
+
     def extra_repr(self) -> str:
         return f"bits={self.bits}"

@@ -124,7 +124,8 @@ def logic_net(x: torch.Tensor, idx_a: torch.Tensor, idx_b: torch.Tensor, gate_id
         _check_values(h.shape[1], idx_a[sl], idx_b[sl], gate_ids[sl], "LogicNet")
         h = _layer(h, idx_a[sl], idx_b[sl], gate_ids[sl])
         start += size
-    counts = h.reshape(h.shape[0], num_classes, -1).sum(-1).to(x.dtype)
+    # explicit group width: -1 is ambiguous for an empty batch
+    counts = h.reshape(h.shape[0], num_classes, h.shape[1] // num_classes).sum(-1).to(x.dtype)
     # float32 tau, true division (the ONNX attribute is float32)
     return counts / torch.tensor(tau, dtype=torch.float32).to(x.dtype)
 
