@@ -1,9 +1,12 @@
 // ai.steport.approx bindings: ApproxMatMulInteger, ApproxConvInteger (CPU), and the CUDA
 // LUT GEMM for ApproxMatMulInteger. Semantics: docs/approx.md.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 
 #include "core/approx/lut_gemm.h"
 #include "core/common/cpu.h"
@@ -43,12 +46,49 @@ int32_t ReadZeroPoint(Ort::KernelContext& ctx, size_t i, const char* name) {
   return *z.data<uint8_t>();
 }
 
-// Per-LUT preparation (transpose + separability test), cached by content: a LUT is usually
-// an initializer, so after the first call this is one 256 KiB compare.
+// Per-LUT preparation (transpose, separability test, byte planes), cached by content: a LUT
+// is usually an initializer, so after the first call this is one 256 KiB compare.
 struct Prepared {
   std::vector<int32_t> lut, lut_t;
   approx::Separable sep;
+  bool sep_narrow = false;  // f in [0, 255], g in [-128, 127]: u8 x s8 VNNI kernel applies
+  // Byte-plane form for PlaneGemmVbmi: LUT = base + bias + E, base = a * int8(b) when that
+  // makes E narrower (approximate multipliers are close to the exact product), else 0.
+  bool base_exact = false;
+  int planes_p = 4;
+  int32_t bias = 0;
+  std::vector<uint8_t> planes;  // [256 b][planes_p][256 a]
 };
+
+void PreparePlanes(Prepared& p) {
+  auto range = [&](bool exact, int64_t& lo) {
+    int64_t mn = INT64_MAX, mx = INT64_MIN;
+    for (int a = 0; a < 256; ++a)
+      for (int b = 0; b < 256; ++b) {
+        const int64_t e = int64_t(p.lut[a * 256 + b]) - (exact ? a * int64_t(int8_t(b)) : 0);
+        mn = std::min(mn, e), mx = std::max(mx, e);
+      }
+    lo = mn;
+    return mx - mn;
+  };
+  int64_t lo0, lo1;
+  const int64_t r0 = range(false, lo0), r1 = range(true, lo1);
+  p.base_exact = r1 < r0;
+  const int64_t r = p.base_exact ? r1 : r0;
+  p.bias = static_cast<int32_t>(static_cast<uint32_t>(p.base_exact ? lo1 : lo0));
+  p.planes_p = r < (1 << 8) ? 1 : r < (1 << 16) ? 2 : r < (1 << 24) ? 3 : 4;
+  const int P = p.planes_p;
+  p.planes.assign(256 * P * 256, 0);
+  for (int a = 0; a < 256; ++a)
+    for (int b = 0; b < 256; ++b) {
+      // E = LUT - base - bias modulo 2^32 (exactly the integer in [0, r] when r < 2^32).
+      const uint32_t e = static_cast<uint32_t>(p.lut[a * 256 + b]) -
+                         static_cast<uint32_t>(p.base_exact ? a * int32_t(int8_t(b)) : 0) -
+                         static_cast<uint32_t>(p.bias);
+      for (int j = 0; j < P; ++j) p.planes[(b * P + j) * 256 + a] = uint8_t(e >> (8 * j));
+    }
+}
+
 class LutCache {
  public:
   std::shared_ptr<const Prepared> Get(const int32_t* lut) {
@@ -60,6 +100,13 @@ class LutCache {
     for (int a = 0; a < 256; ++a)
       for (int b = 0; b < 256; ++b) p->lut_t[b * 256 + a] = lut[a * 256 + b];
     p->sep = approx::FactorLut(lut);
+    if (p->sep.ok) {
+      p->sep_narrow = true;
+      for (int i = 0; i < 256; ++i)
+        p->sep_narrow = p->sep_narrow && p->sep.f[i] >= 0 && p->sep.f[i] <= 255 &&
+                        p->sep.g[i] >= -128 && p->sep.g[i] <= 127;
+    }
+    PreparePlanes(*p);
     cur_ = p;
     return cur_;
   }
@@ -77,12 +124,23 @@ struct Kernels {
   GemmFn gemm;
   SepFn sep;
   GatherFn gather;
+  bool planes;  // PlaneGemmVbmi usable for general LUTs
+  bool sep8;    // Sep8GemmVnni usable (AVX-512 VNNI)
 };
+// STEPORT_APPROX_GATHER=1 keeps AVX-512 on the gather GEMM (tests cover both paths).
 Kernels PickKernels(Isa isa) {
+  const CpuFeatures& c = DetectCpu();
+  const char* env = std::getenv("STEPORT_APPROX_GATHER");
+  const bool gather_only = env && std::string(env) == "1";
   switch (isa) {
-    case Isa::kAvx512: return {approx::LutGemmAvx512, approx::SepGemmAvx2, approx::GatherAccAvx512};
-    case Isa::kAvx2: return {approx::LutGemmAvx2, approx::SepGemmAvx2, approx::GatherAccAvx2};
-    default: return {approx::LutGemmPortable, approx::SepGemmPortable, approx::GatherAccPortable};
+    case Isa::kAvx512:
+      return {approx::LutGemmAvx512, c.avx512vnni ? approx::SepGemmAvx512Vnni : approx::SepGemmAvx512,
+              approx::GatherAccAvx512, c.avx512vbmi && !gather_only, c.avx512vnni};
+    case Isa::kAvx2:
+      return {approx::LutGemmAvx2, approx::SepGemmAvx2, approx::GatherAccAvx2, false, false};
+    default:
+      return {approx::LutGemmPortable, approx::SepGemmPortable, approx::GatherAccPortable, false,
+              false};
   }
 }
 
@@ -96,29 +154,108 @@ void ColumnCorrection(int32_t zp, int64_t K, int64_t N, Idx w, int32_t* corr) {
   }
 }
 
-// Runs Y = LUT-GEMM over `M` rows of activations given transposed (at[k][m], padded to
-// kMBlock) or, for separable LUTs, f-mapped rows. `b` is uint8 [K][N].
+using ParFn = std::function<void(int64_t, int64_t, const std::function<void(int64_t, int64_t)>&)>;
+
+// Packed operands of an exact separable GEMM Y[m, n] = sum_k F(m, k) * G(k, n) - corr[n]:
+// u8 x s8 quads for the VNNI kernel when the factors are narrow, else int16 pairs.
+struct SepPack {
+  bool narrow = false;
+  SepFn fn16 = nullptr;
+  std::vector<uint8_t> fa8;
+  std::vector<int8_t> gb8;
+  std::vector<int16_t> fa16, gb16;
+  approx::Sep8Problem p8{};
+  approx::SepProblem p16{};
+
+  template <typename F, typename G>
+  SepPack(bool use8, SepFn fn, const F& f, const G& g, int64_t M, int64_t K, int64_t N,
+          const int32_t* corr, int32_t* y, int64_t ldy_m, int64_t ldy_n)
+      : narrow(use8), fn16(fn) {
+    if (narrow) {
+      const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), 4);
+      fa8.assign(M * Kp, 0);
+      gb8.assign(Kp * N, 0);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t k = 0; k < K; ++k) fa8[m * Kp + k] = static_cast<uint8_t>(f(m, k));
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t n = 0; n < N; ++n)
+          gb8[((k >> 2) * N + n) * 4 + (k & 3)] = static_cast<int8_t>(g(k, n));
+      p8 = {fa8.data(), Kp, gb8.data(), N, corr, y, ldy_m, ldy_n};
+    } else {
+      const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), 2);
+      fa16.assign(M * Kp, 0);
+      gb16.assign(Kp * N, 0);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t k = 0; k < K; ++k) fa16[m * Kp + k] = static_cast<int16_t>(f(m, k));
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t n = 0; n < N; ++n)
+          gb16[((k >> 1) * N + n) * 2 + (k & 1)] = static_cast<int16_t>(g(k, n));
+      p16 = {fa16.data(), Kp, gb16.data(), N, corr, y, ldy_m, ldy_n};
+    }
+  }
+  void Run(int64_t m0, int64_t m1) const {
+    if (narrow) approx::Sep8GemmVnni(p8, m0, m1);
+    else fn16(p16, m0, m1);
+  }
+};
+
+// Runs Y = LUT-GEMM over `M` rows of activations: a(m, k) gives codes (separable path) and
+// at[k][m] is the transposed copy padded to kMBlock (general path). `b` is uint8 [K][N].
 struct GemmRunner {
   const Prepared& prep;
   Kernels k;
-  bool use_sep;
 
-  // Separable: fa[m][Kp] = f[a(m, k)], gb[k/2][n][2] = g[b(k, n)].
+  // Separable: Y = f(A) . g(B) exactly.
   template <typename A>
   void Sep(const A& a, int64_t M, int64_t K, const uint8_t* b, int64_t N, const int32_t* corr,
-           int32_t* y, int64_t ldy_m, int64_t ldy_n,
-           const std::function<void(int64_t, int64_t, const std::function<void(int64_t, int64_t)>&)>& par) const {
-    const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), 2);
-    std::vector<int16_t> fa(M * Kp, 0), gb(Kp * N, 0);
+           int32_t* y, int64_t ldy_m, int64_t ldy_n, const ParFn& par) const {
     const int16_t* f = prep.sep.f.data();
     const int16_t* g = prep.sep.g.data();
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t kk = 0; kk < K; ++kk) fa[m * Kp + kk] = f[a(m, kk)];
-    for (int64_t kk = 0; kk < K; ++kk)
-      for (int64_t n = 0; n < N; ++n) gb[(kk >> 1) * N * 2 + n * 2 + (kk & 1)] = g[b[kk * N + n]];
-    approx::SepProblem p{fa.data(), Kp, gb.data(), N, corr, y, ldy_m, ldy_n};
+    const SepPack sp(k.sep8 && prep.sep_narrow, k.sep, [&](int64_t m, int64_t kk) { return f[a(m, kk)]; },
+                     [&](int64_t kk, int64_t n) { return g[b[kk * N + n]]; }, M, K, N, corr, y,
+                     ldy_m, ldy_n);
     par((M + 3) / 4, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, K * N)),
-        [&](int64_t b0, int64_t b1) { k.sep(p, b0 * 4, std::min(M, b1 * 4)); });
+        [&](int64_t b0, int64_t b1) { sp.Run(b0 * 4, std::min(M, b1 * 4)); });
+  }
+
+  // General LUT: gather GEMM, or (k.planes) the exact-product base as a separable GEMM plus
+  // the byte-plane GEMM of the remainder, both per block of kMBlock rows.
+  void General(const uint8_t* at, int64_t ld_at, int64_t M, int64_t K, const uint8_t* b,
+               int64_t N, const int32_t* corr, int32_t* y, int64_t ldy_m, int64_t ldy_n,
+               const ParFn& par) const {
+    const int64_t blocks = (M + approx::kMBlock - 1) / approx::kMBlock;
+    const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, K * N));
+    if (!k.planes) {
+      approx::GemmProblem p{prep.lut_t.data(), at, ld_at, b, K, N, corr, y, ldy_m, ldy_n};
+      return par(blocks, grain, [&](int64_t b0, int64_t b1) {
+        k.gemm(p, b0 * approx::kMBlock, std::min(M, b1 * approx::kMBlock));
+      });
+    }
+    const bool base = prep.base_exact;
+    // Base f(a) = a, g(b) = int8(b); packed only when used.
+    const SepPack sp(k.sep8, k.sep, [&](int64_t m, int64_t kk) { return at[kk * ld_at + m]; },
+                     [&](int64_t kk, int64_t n) { return int8_t(b[kk * N + n]); }, base ? M : 0,
+                     K, N, corr, y, ldy_m, ldy_n);
+    if (base)
+      par((M + 3) / 4, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, K * N)),
+          [&](int64_t b0, int64_t b1) { sp.Run(b0 * 4, std::min(M, b1 * 4)); });
+    const int32_t add = static_cast<int32_t>(static_cast<uint32_t>(K) * static_cast<uint32_t>(prep.bias));
+    approx::PlaneProblem pp{prep.planes.data(), prep.planes_p, at, ld_at, b, K, N,
+                            base ? nullptr : corr, add, base, y, ldy_m, ldy_n};
+    // Tasks: passes of kPlaneRows rows (each table load serves them all) x column chunks
+    // (several per pass when passes are few, so threads still have work).
+    const int64_t passes = (M + approx::kPlaneRows - 1) / approx::kPlaneRows;
+    const int64_t nchunks = std::min<int64_t>(N, std::max<int64_t>(1, 16 / passes));
+    const int64_t ncs = (N + nchunks - 1) / nchunks;
+    const int64_t work = std::min(M, approx::kPlaneRows) * K * ncs;  // products per task
+    par(passes * nchunks, std::max<int64_t>(1, (1 << 18) / std::max<int64_t>(1, work)),
+        [&](int64_t t0, int64_t t1) {
+          for (int64_t t = t0; t < t1; ++t) {
+            const int64_t m0 = (t / nchunks) * approx::kPlaneRows, n0 = (t % nchunks) * ncs;
+            approx::PlaneGemmVbmi(pp, m0, std::min(M, m0 + approx::kPlaneRows), n0,
+                                  std::min(N, n0 + ncs));
+          }
+        });
   }
 };
 
@@ -157,22 +294,16 @@ struct MatMulCpu {
     auto par = [&](int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
       ParallelFor(ctx, n, grain, fn);
     };
-    if (prep->sep.ok && isa != Isa::kPortable) {
-      GemmRunner{*prep, kern, true}.Sep([&](int64_t m, int64_t k) { return ap[m * K + k]; }, M, K,
-                                        bp, N, corr.data(), y, N, 1, par);
-      return;
-    }
+    const GemmRunner run{*prep, kern};
+    if (prep->sep.ok && isa != Isa::kPortable)
+      return run.Sep([&](int64_t m, int64_t k) { return ap[m * K + k]; }, M, K, bp, N,
+                     corr.data(), y, N, 1, par);
     // Transposed, padded activations: at[k][m] (vector loads over m).
     const int64_t Mp = RoundUp(M, approx::kMBlock);
     std::vector<uint8_t> at(K * Mp, 0);
     for (int64_t m = 0; m < M; ++m)
       for (int64_t k = 0; k < K; ++k) at[k * Mp + m] = ap[m * K + k];
-    approx::GemmProblem p{prep->lut_t.data(), at.data(), Mp, bp, K, N, corr.data(), y, N, 1};
-    const int64_t blocks = Mp / approx::kMBlock;
-    const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, K * N));
-    ParallelFor(ctx, blocks, grain, [&](int64_t b0, int64_t b1) {
-      kern.gemm(p, b0 * approx::kMBlock, std::min(M, b1 * approx::kMBlock));
-    });
+    run.General(at.data(), Mp, M, K, bp, N, corr.data(), y, N, 1, par);
   }
 };
 
@@ -265,20 +396,12 @@ struct ConvCpu {
       auto parallel = [&](int64_t cnt, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
         ParallelFor(ctx, cnt, grain, fn);
       };
-      if (sep) {
-        auto acc = [&](int64_t m, int64_t k) { return cols[k * Lp + m]; };
-        GemmRunner r{*prep, kern, true};
-        if (inner_parallel) r.Sep(acc, L, Kg, bg, Og, cg, yg, 1, L, parallel);
-        else r.Sep(acc, L, Kg, bg, Og, cg, yg, 1, L, serial);
-        return;
-      }
-      approx::GemmProblem p{prep->lut_t.data(), cols, Lp, bg, Kg, Og, cg, yg, 1, L};
-      const int64_t blocks = Lp / approx::kMBlock;
-      if (!inner_parallel) return kern.gemm(p, 0, L);
-      ParallelFor(ctx, blocks, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, Kg * Og)),
-                  [&](int64_t b0, int64_t b1) {
-                    kern.gemm(p, b0 * approx::kMBlock, std::min(L, b1 * approx::kMBlock));
-                  });
+      const ParFn par = inner_parallel ? ParFn(parallel) : ParFn(serial);
+      const GemmRunner run{*prep, kern};
+      if (sep)
+        return run.Sep([&](int64_t m, int64_t k) { return cols[k * Lp + m]; }, L, Kg, bg, Og, cg,
+                       yg, 1, L, par);
+      run.General(cols, Lp, L, Kg, bg, Og, cg, yg, 1, L, par);
     };
     const int64_t tasks = NB * group;
     if (tasks >= 4) {  // parallel over (image, group), one im2col buffer per chunk
