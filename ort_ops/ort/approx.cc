@@ -5,6 +5,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <numeric>
 #include <mutex>
 #include <string>
 
@@ -51,14 +52,56 @@ int32_t ReadZeroPoint(Ort::KernelContext& ctx, size_t i, const char* name) {
 struct Prepared {
   std::vector<int32_t> lut, lut_t;
   approx::Separable sep;
-  bool sep_narrow = false;  // f in [0, 255], g in [-128, 127]: u8 x s8 VNNI kernel applies
+  // A rescaling of sep with f in [0, 255], g in [-128, 127] (u8 x s8 VNNI kernel), if any.
+  bool sep_narrow = false, f8_identity = false;  // f8[a] == a: activations used as they are
+  std::vector<int16_t> f8, g8;
+  std::vector<uint8_t> f8u;  // f8 as bytes (MapBytesVbmi table)
   // Byte-plane form for PlaneGemmVbmi: LUT = base + bias + E, base = a * int8(b) when that
   // makes E narrower (approximate multipliers are close to the exact product), else 0.
   bool base_exact = false;
   int planes_p = 4;
   int32_t bias = 0;
+  int top_steps = 1;  // PlaneProblem::top_steps
   std::vector<uint8_t> planes;  // [256 b][planes_p][256 a]
 };
+
+// LUT = f (x) g = C * fp (x) gp with fp, gp primitive (gcd 1). Looks for a split C = c1 * c2
+// and a sign with f8 = s*c1*fp in [0, 255] and g8 = s*c2*gp in [-128, 127]; FactorLut's own
+// scaling is arbitrary (truncation LUTs come out as 4*(a & m), (b & m)/4).
+void NarrowFactors(Prepared& p) {
+  int64_t gf = 0, gg = 0;
+  for (int i = 0; i < 256; ++i) gf = std::gcd(gf, int64_t(std::abs(p.sep.f[i]))), gg = std::gcd(gg, int64_t(std::abs(p.sep.g[i])));
+  if (gf == 0 || gg == 0) {  // all-zero LUT
+    p.sep_narrow = true;
+    p.f8.assign(256, 0), p.g8.assign(256, 0);
+    return;
+  }
+  const int64_t C = gf * gg;
+  for (int sign : {1, -1})
+    for (int64_t c1 = 1; c1 <= 255; ++c1) {
+      if (C % c1) continue;
+      const int64_t c2 = C / c1;
+      bool ok = true;
+      for (int i = 0; i < 256 && ok; ++i) {
+        const int64_t f = sign * c1 * (p.sep.f[i] / gf), g = sign * c2 * (p.sep.g[i] / gg);
+        ok = f >= 0 && f <= 255 && g >= -128 && g <= 127;
+      }
+      if (!ok) continue;
+      p.f8.resize(256), p.g8.resize(256);
+      for (int i = 0; i < 256; ++i) {
+        p.f8[i] = static_cast<int16_t>(sign * c1 * (p.sep.f[i] / gf));
+        p.g8[i] = static_cast<int16_t>(sign * c2 * (p.sep.g[i] / gg));
+      }
+      p.sep_narrow = true;
+      p.f8_identity = true;
+      p.f8u.resize(256);
+      for (int i = 0; i < 256; ++i) {
+        p.f8_identity = p.f8_identity && p.f8[i] == i;
+        p.f8u[i] = static_cast<uint8_t>(p.f8[i]);
+      }
+      return;
+    }
+}
 
 void PreparePlanes(Prepared& p) {
   auto range = [&](bool exact, int64_t& lo) {
@@ -87,6 +130,10 @@ void PreparePlanes(Prepared& p) {
                          static_cast<uint32_t>(p.bias);
       for (int j = 0; j < P; ++j) p.planes[(b * P + j) * 256 + a] = uint8_t(e >> (8 * j));
     }
+  int top = 0;
+  for (int b = 0; b < 256; ++b)
+    for (int a = 0; a < 256; ++a) top = std::max<int>(top, p.planes[(b * P + P - 1) * 256 + a]);
+  p.top_steps = top == 0 ? 256 : std::min(256, 255 / top);
 }
 
 class LutCache {
@@ -100,12 +147,7 @@ class LutCache {
     for (int a = 0; a < 256; ++a)
       for (int b = 0; b < 256; ++b) p->lut_t[b * 256 + a] = lut[a * 256 + b];
     p->sep = approx::FactorLut(lut);
-    if (p->sep.ok) {
-      p->sep_narrow = true;
-      for (int i = 0; i < 256; ++i)
-        p->sep_narrow = p->sep_narrow && p->sep.f[i] >= 0 && p->sep.f[i] <= 255 &&
-                        p->sep.g[i] >= -128 && p->sep.g[i] <= 127;
-    }
+    if (p->sep.ok) NarrowFactors(*p);
     PreparePlanes(*p);
     cur_ = p;
     return cur_;
@@ -126,6 +168,7 @@ struct Kernels {
   GatherFn gather;
   bool planes;  // PlaneGemmVbmi usable for general LUTs
   bool sep8;    // Sep8GemmVnni usable (AVX-512 VNNI)
+  bool vbmi;    // MapBytesVbmi usable
 };
 // STEPORT_APPROX_GATHER=1 keeps AVX-512 on the gather GEMM (tests cover both paths).
 Kernels PickKernels(Isa isa) {
@@ -135,12 +178,12 @@ Kernels PickKernels(Isa isa) {
   switch (isa) {
     case Isa::kAvx512:
       return {approx::LutGemmAvx512, c.avx512vnni ? approx::SepGemmAvx512Vnni : approx::SepGemmAvx512,
-              approx::GatherAccAvx512, c.avx512vbmi && !gather_only, c.avx512vnni};
+              approx::GatherAccAvx512, c.avx512vbmi && !gather_only, c.avx512vnni, c.avx512vbmi};
     case Isa::kAvx2:
-      return {approx::LutGemmAvx2, approx::SepGemmAvx2, approx::GatherAccAvx2, false, false};
+      return {approx::LutGemmAvx2, approx::SepGemmAvx2, approx::GatherAccAvx2, false, false, false};
     default:
       return {approx::LutGemmPortable, approx::SepGemmPortable, approx::GatherAccPortable, false,
-              false};
+              false, false};
   }
 }
 
@@ -167,20 +210,33 @@ struct SepPack {
   approx::Sep8Problem p8{};
   approx::SepProblem p16{};
 
+  // `rows`: when not null, F(m, k) == map[rows[m * K + k]] (u8 codes, map null: identity,
+  // then used in place when K is a multiple of 4); rows are copied/mapped 64 bytes at a time.
   template <typename F, typename G>
   SepPack(bool use8, SepFn fn, const F& f, const G& g, int64_t M, int64_t K, int64_t N,
-          const int32_t* corr, int32_t* y, int64_t ldy_m, int64_t ldy_n)
+          const int32_t* corr, int32_t* y, int64_t ldy_m, int64_t ldy_n,
+          const uint8_t* rows = nullptr, const uint8_t* map = nullptr)
       : narrow(use8), fn16(fn) {
     if (narrow) {
       const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), 4);
-      fa8.assign(M * Kp, 0);
       gb8.assign(Kp * N, 0);
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t k = 0; k < K; ++k) fa8[m * Kp + k] = static_cast<uint8_t>(f(m, k));
+      const uint8_t* fa = rows;
+      if (!rows || Kp != K || map) {
+        fa8.assign(M * Kp, 0);
+        if (rows && map) {
+          for (int64_t m = 0; m < M; ++m) approx::MapBytesVbmi(map, rows + m * K, K, &fa8[m * Kp]);
+        } else if (rows) {
+          for (int64_t m = 0; m < M; ++m) std::memcpy(&fa8[m * Kp], rows + m * K, K);
+        } else {
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t k = 0; k < K; ++k) fa8[m * Kp + k] = static_cast<uint8_t>(f(m, k));
+        }
+        fa = fa8.data();
+      }
       for (int64_t k = 0; k < K; ++k)
         for (int64_t n = 0; n < N; ++n)
           gb8[((k >> 2) * N + n) * 4 + (k & 3)] = static_cast<int8_t>(g(k, n));
-      p8 = {fa8.data(), Kp, gb8.data(), N, corr, y, ldy_m, ldy_n};
+      p8 = {fa, Kp, gb8.data(), N, corr, y, ldy_m, ldy_n};
     } else {
       const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), 2);
       fa16.assign(M * Kp, 0);
@@ -206,14 +262,18 @@ struct GemmRunner {
   Kernels k;
 
   // Separable: Y = f(A) . g(B) exactly.
+  // `rows`: the codes row-major [M][K] when the caller has them (matmul), else null.
   template <typename A>
   void Sep(const A& a, int64_t M, int64_t K, const uint8_t* b, int64_t N, const int32_t* corr,
-           int32_t* y, int64_t ldy_m, int64_t ldy_n, const ParFn& par) const {
-    const int16_t* f = prep.sep.f.data();
-    const int16_t* g = prep.sep.g.data();
-    const SepPack sp(k.sep8 && prep.sep_narrow, k.sep, [&](int64_t m, int64_t kk) { return f[a(m, kk)]; },
+           int32_t* y, int64_t ldy_m, int64_t ldy_n, const ParFn& par,
+           const uint8_t* rows = nullptr) const {
+    const bool narrow = k.sep8 && prep.sep_narrow;
+    const int16_t* f = narrow ? prep.f8.data() : prep.sep.f.data();
+    const int16_t* g = narrow ? prep.g8.data() : prep.sep.g.data();
+    const SepPack sp(narrow, k.sep, [&](int64_t m, int64_t kk) { return f[a(m, kk)]; },
                      [&](int64_t kk, int64_t n) { return g[b[kk * N + n]]; }, M, K, N, corr, y,
-                     ldy_m, ldy_n);
+                     ldy_m, ldy_n, narrow && (prep.f8_identity || k.vbmi) ? rows : nullptr,
+                     prep.f8_identity ? nullptr : prep.f8u.data());
     par((M + 3) / 4, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, K * N)),
         [&](int64_t b0, int64_t b1) { sp.Run(b0 * 4, std::min(M, b1 * 4)); });
   }
@@ -222,7 +282,7 @@ struct GemmRunner {
   // the byte-plane GEMM of the remainder, both per block of kMBlock rows.
   void General(const uint8_t* at, int64_t ld_at, int64_t M, int64_t K, const uint8_t* b,
                int64_t N, const int32_t* corr, int32_t* y, int64_t ldy_m, int64_t ldy_n,
-               const ParFn& par) const {
+               const ParFn& par, const uint8_t* rows = nullptr) const {
     const int64_t blocks = (M + approx::kMBlock - 1) / approx::kMBlock;
     const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, K * N));
     if (!k.planes) {
@@ -235,13 +295,20 @@ struct GemmRunner {
     // Base f(a) = a, g(b) = int8(b); packed only when used.
     const SepPack sp(k.sep8, k.sep, [&](int64_t m, int64_t kk) { return at[kk * ld_at + m]; },
                      [&](int64_t kk, int64_t n) { return int8_t(b[kk * N + n]); }, base ? M : 0,
-                     K, N, corr, y, ldy_m, ldy_n);
+                     K, N, corr, y, ldy_m, ldy_n, rows);
     if (base)
       par((M + 3) / 4, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, K * N)),
           [&](int64_t b0, int64_t b1) { sp.Run(b0 * 4, std::min(M, b1 * 4)); });
+    Planes(at, ld_at, M, K, b, N, base ? nullptr : corr, base, y, ldy_m, ldy_n, par);
+  }
+
+  // The byte-plane part alone: y (+)= sum_k E(a, b) + K * bias - corr.
+  void Planes(const uint8_t* at, int64_t ld_at, int64_t M, int64_t K, const uint8_t* b,
+              int64_t N, const int32_t* corr, bool accumulate, int32_t* y, int64_t ldy_m,
+              int64_t ldy_n, const ParFn& par) const {
     const int32_t add = static_cast<int32_t>(static_cast<uint32_t>(K) * static_cast<uint32_t>(prep.bias));
     approx::PlaneProblem pp{prep.planes.data(), prep.planes_p, at, ld_at, b, K, N,
-                            base ? nullptr : corr, add, base, y, ldy_m, ldy_n};
+                            corr, add, accumulate, prep.top_steps, y, ldy_m, ldy_n};
     // Tasks: passes of kPlaneRows rows (each table load serves them all) x column chunks
     // (several per pass when passes are few, so threads still have work).
     const int64_t passes = (M + approx::kPlaneRows - 1) / approx::kPlaneRows;
@@ -297,13 +364,17 @@ struct MatMulCpu {
     const GemmRunner run{*prep, kern};
     if (prep->sep.ok && isa != Isa::kPortable)
       return run.Sep([&](int64_t m, int64_t k) { return ap[m * K + k]; }, M, K, bp, N,
-                     corr.data(), y, N, 1, par);
-    // Transposed, padded activations: at[k][m] (vector loads over m).
+                     corr.data(), y, N, 1, par, ap);
+    // Transposed, padded activations: at[k][m] (vector loads over m), in 64 x 64 tiles.
     const int64_t Mp = RoundUp(M, approx::kMBlock);
     std::vector<uint8_t> at(K * Mp, 0);
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t k = 0; k < K; ++k) at[k * Mp + m] = ap[m * K + k];
-    run.General(at.data(), Mp, M, K, bp, N, corr.data(), y, N, 1, par);
+    for (int64_t m0 = 0; m0 < M; m0 += 64)
+      for (int64_t k0 = 0; k0 < K; k0 += 64) {
+        const int64_t m1 = std::min(M, m0 + 64), k1 = std::min(K, k0 + 64);
+        for (int64_t k = k0; k < k1; ++k)
+          for (int64_t m = m0; m < m1; ++m) at[k * Mp + m] = ap[m * K + k];
+      }
+    run.General(at.data(), Mp, M, K, bp, N, corr.data(), y, N, 1, par, ap);
   }
 };
 
@@ -368,20 +439,31 @@ struct ConvCpu {
           bt[(g * Kg + k) * Og + o] = static_cast<uint8_t>(wp[(g * Og + o) * Kg + k]);
     const int64_t Lp = RoundUp(L, approx::kMBlock);
     const bool sep = prep->sep.ok && isa != Isa::kPortable;
-    // im2col of one (image, group): cols[k][l], padded taps = zp, padding columns = 0.
+    // im2col of one (image, group): cols[k][l], padded taps = zp, padding columns = 0. Per
+    // (tap, output row) the in-image columns are one strided run (a memcpy at stride 1).
     auto im2col = [&](int64_t n, int64_t g, uint8_t* cols) {
+      const uint8_t zc = static_cast<uint8_t>(zp);
       for (int64_t c = 0; c < Cg; ++c) {
         const uint8_t* plane = xp + (n * C + g * Cg + c) * H * Wd;
         for (int64_t kh = 0; kh < KH; ++kh)
           for (int64_t kw = 0; kw < KW; ++kw) {
             uint8_t* row = cols + ((c * KH + kh) * KW + kw) * Lp;
+            const int64_t off = kw * dw - pl;  // iw = ow * sw + off
+            int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+            int64_t hi = Wd - 1 - off < 0 ? 0 : (Wd - 1 - off) / sw + 1;
+            lo = std::min(lo, OW);
+            hi = std::max(lo, std::min(hi, OW));
             for (int64_t oh = 0; oh < OH; ++oh) {
               const int64_t ih = oh * sh - pt + kh * dh;
-              for (int64_t ow = 0; ow < OW; ++ow) {
-                const int64_t iw = ow * sw - pl + kw * dw;
-                row[oh * OW + ow] = (ih >= 0 && ih < H && iw >= 0 && iw < Wd)
-                                        ? plane[ih * Wd + iw] : static_cast<uint8_t>(zp);
+              uint8_t* r = row + oh * OW;
+              if (ih < 0 || ih >= H) { std::memset(r, zc, OW); continue; }
+              std::memset(r, zc, lo);
+              if (hi > lo) {  // then lo * sw + off is inside the image row
+                const uint8_t* src = plane + ih * Wd + (lo * sw + off);
+                if (sw == 1) std::memcpy(r + lo, src, hi - lo);
+                else for (int64_t ow = lo; ow < hi; ++ow) r[ow] = src[(ow - lo) * sw];
               }
+              std::memset(r + hi, zc, OW - hi);
             }
             std::fill(row + L, row + Lp, 0);
           }
@@ -398,6 +480,28 @@ struct ConvCpu {
       };
       const ParFn par = inner_parallel ? ParFn(parallel) : ParFn(serial);
       const GemmRunner run{*prep, kern};
+      // VNNI + VBMI: the separable GEMM (or the exact base of a general LUT) runs transposed
+      // on 4-row interleaved columns, writing NCHW rows directly; no im2row copy.
+      const bool use_t8 = kern.sep8 && kern.vbmi &&
+                          (sep ? prep->sep_narrow : kern.planes && prep->base_exact);
+      if (use_t8) {
+        const int64_t Kp = RoundUp(Kg, 4);
+        if (sep && !prep->f8_identity)
+          for (int64_t k = 0; k < Kg; ++k) approx::MapBytesVbmi(prep->f8u.data(), cols + k * Lp, Lp, cols + k * Lp);
+        std::vector<uint8_t> aq(Kp * Lp);
+        approx::InterleaveQuads(cols, Lp, Kg, Kp, Lp, aq.data());
+        std::vector<int8_t> wq(Og * Kp, 0);
+        for (int64_t o = 0; o < Og; ++o)
+          for (int64_t k = 0; k < Kg; ++k) {
+            const int8_t wv = wp[(g * Og + o) * Kg + k];
+            wq[o * Kp + k] = sep ? static_cast<int8_t>(prep->g8[static_cast<uint8_t>(wv)]) : wv;
+          }
+        const approx::Sep8TProblem tp{aq.data(), Lp, Kp, wq.data(), L, Og, cg, yg, L};
+        par((Og + 3) / 4, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, L * Kg)),
+            [&](int64_t b0, int64_t b1) { approx::Sep8TGemmVnni(tp, b0 * 4, std::min(Og, b1 * 4)); });
+        if (!sep) run.Planes(cols, Lp, L, Kg, bg, Og, nullptr, true, yg, 1, L, par);
+        return;
+      }
       if (sep)
         return run.Sep([&](int64_t m, int64_t k) { return cols[k * Lp + m]; }, L, Kg, bg, Og, cg,
                        yg, 1, L, par);

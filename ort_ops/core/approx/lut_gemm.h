@@ -73,6 +73,25 @@ struct Sep8Problem {
   int64_t ldy_m, ldy_n;
 };
 void Sep8GemmVnni(const Sep8Problem& p, int64_t m_begin, int64_t m_end);
+// Conv form: Y[n, l] = sum_k aq(k, l) * wq(n, k) - corr[n], lanes over output pixels l so the
+// NCHW output is written with contiguous (masked) stores. aq: quads [Kp/4][ld_l][4] u8 with
+// ld_l >= round_up(L, 16) lanes readable; wq: [N][Kp] int8. Columns [n_begin, n_end), all l.
+struct Sep8TProblem {
+  const uint8_t* aq;
+  int64_t ld_l, Kp;
+  const int8_t* wq;
+  int64_t L, N;
+  const int32_t* corr;  // may be null
+  int32_t* y;           // y[n * ldy_n + l]
+  int64_t ldy_n;
+};
+void Sep8TGemmVnni(const Sep8TProblem& p, int64_t n_begin, int64_t n_end);
+// out[(k / 4) * Lp * 4 + l * 4 + k % 4] = rows[k * ld + l] for k < K (0 for K <= k < Kp),
+// l < Lp; Lp a multiple of 16 (rows readable up to Lp). Needs AVX-512 builds only for SSE2.
+void InterleaveQuads(const uint8_t* rows, int64_t ld, int64_t K, int64_t Kp, int64_t Lp,
+                     uint8_t* out);
+// dst[i] = table[src[i]] (256-entry byte table), 64 bytes per step. Needs AVX-512 BW+VBMI.
+void MapBytesVbmi(const uint8_t* table, const uint8_t* src, int64_t n, uint8_t* dst);
 
 // ---- general LUTs as byte planes (AVX-512 VBMI) -----------------------------------------
 // LUT[a][b] = base(a, b) + bias + E(a, b), E >= 0 (as uint32) split into P byte planes:
@@ -91,6 +110,8 @@ struct PlaneProblem {
   const int32_t* corr;    // [N] subtracted; may be null
   int32_t add;            // added to every output (K * bias, mod 2^32)
   bool accumulate;        // y += result (y already holds the base part) instead of y = result
+  int top_steps;          // 1, or k-steps (<= 256) the top plane may be summed in bytes:
+                          // top_steps * max(top plane byte) <= 255
   int32_t* y;
   int64_t ldy_m, ldy_n;
 };
