@@ -73,7 +73,7 @@ void NarrowFactors(Prepared& p) {
   for (int i = 0; i < 256; ++i) gf = std::gcd(gf, int64_t(std::abs(p.sep.f[i]))), gg = std::gcd(gg, int64_t(std::abs(p.sep.g[i])));
   if (gf == 0 || gg == 0) {  // all-zero LUT
     p.sep_narrow = true;
-    p.f8.assign(256, 0), p.g8.assign(256, 0);
+    p.f8.assign(256, 0), p.g8.assign(256, 0), p.f8u.assign(256, 0);
     return;
   }
   const int64_t C = gf * gg;
