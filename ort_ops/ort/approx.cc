@@ -138,9 +138,25 @@ void PreparePlanes(Prepared& p) {
 
 class LutCache {
  public:
+  // A LUT that is a constant initializer (the deployed case) is prepared at kernel creation
+  // and then used without the per-call compare.
+  void PrepareConstant(const OrtKernelInfo* info, size_t index) {
+    int is_const = 0;
+    const OrtValue* v = nullptr;
+    OrtStatus* st = Ort::GetApi().KernelInfoGetConstantInput_tensor(info, index, &is_const, &v);
+    if (st) { Ort::GetApi().ReleaseStatus(st); return; }
+    if (!is_const || !v) return;
+    Ort::ConstValue cv(v);
+    auto ti = cv.GetTensorTypeAndShapeInfo();
+    // Anything but a valid LUT is left to Compute, which reports it.
+    if (ti.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 || ti.GetElementCount() != kLutSize) return;
+    constant_ = true;
+    Get(cv.GetTensorData<int32_t>());
+  }
   std::shared_ptr<const Prepared> Get(const int32_t* lut) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (cur_ && std::memcmp(cur_->lut.data(), lut, kLutSize * sizeof(int32_t)) == 0) return cur_;
+    if (cur_ && (constant_ || std::memcmp(cur_->lut.data(), lut, kLutSize * sizeof(int32_t)) == 0))
+      return cur_;
     auto p = std::make_shared<Prepared>();
     p->lut.assign(lut, lut + kLutSize);
     p->lut_t.resize(kLutSize);
@@ -155,6 +171,7 @@ class LutCache {
 
  private:
   std::mutex mu_;
+  bool constant_ = false;
   std::shared_ptr<const Prepared> cur_;
 };
 
@@ -330,7 +347,7 @@ struct GemmRunner {
 struct MatMulCpu {
   Isa isa;
   LutCache cache;
-  explicit MatMulCpu(const OrtKernelInfo*) : isa(SelectIsa()) {}
+  explicit MatMulCpu(const OrtKernelInfo* info) : isa(SelectIsa()) { cache.PrepareConstant(info, 2); }
 
   void Compute(Ort::KernelContext& ctx) {
     InputView a = GetInput(ctx, 0, "A");
@@ -397,6 +414,7 @@ struct ConvCpu {
     sh = s[0], sw = s[1], pt = p[0], pl = p[1], pb = p[2], pr = p[3], dh = d[0], dw = d[1];
     group = AttrIntIn(info, "group", spec_conv::kGroupMin, spec_conv::kGroupMax,
                       spec_conv::kGroupDefault);
+    cache.PrepareConstant(info, 2);
   }
 
   void Compute(Ort::KernelContext& ctx) {

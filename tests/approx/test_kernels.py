@@ -114,3 +114,30 @@ def test_lut_swap_between_runs():
         lut = LUTS[name]()
         got = sess.run(None, {"A": a, "B": b, "lut": lut, "a_zero_point": np.array(3, np.uint8)})[0]
         assert_bitexact(got, np_matmul(a, b, lut, 3), name)
+
+
+def _lut_as_initializer(model, lut):
+    from onnx import numpy_helper
+    keep = [i for i in model.graph.input if i.name != "lut"]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    model.graph.initializer.append(numpy_helper.from_array(lut, "lut"))
+    return model
+
+
+@pytest.mark.parametrize("lut_name", ["p2-top8", "sep-neg", "p4"])
+def test_constant_lut_prepared_once(lut_name):
+    """An initializer LUT is prepared at kernel creation; repeated runs stay exact."""
+    lut = LUTS[lut_name]()
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (67, 45), dtype=np.uint8)
+    b = rng.integers(-128, 128, (45, 10), dtype=np.int8)
+    mm = _lut_as_initializer(mm_model(), lut)
+    for _ in range(2):
+        got = run_steport(mm, {"A": a, "B": b, "a_zero_point": np.array(9, np.uint8)})[0]
+        assert_bitexact(got, np_matmul(a, b, lut, 9), f"matmul {lut_name}")
+    x = rng.integers(0, 256, (2, 3, 7, 6), dtype=np.uint8)
+    w = rng.integers(-128, 128, (4, 3, 3, 3), dtype=np.int8)
+    conv = _lut_as_initializer(conv_model(pads=[1, 1, 1, 1]), lut)
+    got = run_steport(conv, {"X": x, "W": w, "x_zero_point": np.array(200, np.uint8)})[0]
+    assert_bitexact(got, np_conv(x, w, lut, 200, pads=(1, 1, 1, 1)), f"conv {lut_name}")
