@@ -55,7 +55,7 @@ struct Prepared {
   // A rescaling of sep with f in [0, 255], g in [-128, 127] (u8 x s8 VNNI kernel), if any.
   bool sep_narrow = false, f8_identity = false;  // f8[a] == a: activations used as they are
   std::vector<int16_t> f8, g8;
-  std::vector<uint8_t> f8u;  // f8 as bytes (MapBytesVbmi table)
+  std::vector<uint8_t> f8u, g8u;  // f8, g8 as bytes (MapBytesVbmi tables)
   // Byte-plane form for PlaneGemmVbmi: LUT = base + bias + E, base = a * int8(b) when that
   // makes E narrower (approximate multipliers are close to the exact product), else 0.
   bool base_exact = false;
@@ -73,7 +73,7 @@ void NarrowFactors(Prepared& p) {
   for (int i = 0; i < 256; ++i) gf = std::gcd(gf, int64_t(std::abs(p.sep.f[i]))), gg = std::gcd(gg, int64_t(std::abs(p.sep.g[i])));
   if (gf == 0 || gg == 0) {  // all-zero LUT
     p.sep_narrow = true;
-    p.f8.assign(256, 0), p.g8.assign(256, 0), p.f8u.assign(256, 0);
+    p.f8.assign(256, 0), p.g8.assign(256, 0), p.f8u.assign(256, 0), p.g8u.assign(256, 0);
     return;
   }
   const int64_t C = gf * gg;
@@ -94,10 +94,11 @@ void NarrowFactors(Prepared& p) {
       }
       p.sep_narrow = true;
       p.f8_identity = true;
-      p.f8u.resize(256);
+      p.f8u.resize(256), p.g8u.resize(256);
       for (int i = 0; i < 256; ++i) {
         p.f8_identity = p.f8_identity && p.f8[i] == i;
         p.f8u[i] = static_cast<uint8_t>(p.f8[i]);
+        p.g8u[i] = static_cast<uint8_t>(p.g8[i]);
       }
       return;
     }
@@ -205,8 +206,16 @@ Kernels PickKernels(Isa isa) {
 }
 
 // corr[n] = zp * sum_k w(k, n), modulo 2^32.
-template <typename Idx>
+// kRowMajor: w(k, n) walks memory along n, so sum row by row (vectorizes).
+template <bool kRowMajor = false, typename Idx>
 void ColumnCorrection(int32_t zp, int64_t K, int64_t N, Idx w, int32_t* corr) {
+  if constexpr (kRowMajor) {
+    std::vector<uint32_t> s(N, 0);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n) s[n] += static_cast<uint32_t>(int32_t(w(k, n)));
+    for (int64_t n = 0; n < N; ++n) corr[n] = static_cast<int32_t>(s[n] * static_cast<uint32_t>(zp));
+    return;
+  }
   for (int64_t n = 0; n < N; ++n) {
     uint32_t s = 0;
     for (int64_t k = 0; k < K; ++k) s += static_cast<uint32_t>(int32_t(w(k, n)));
@@ -229,14 +238,26 @@ struct SepPack {
 
   // `rows`: when not null, F(m, k) == map[rows[m * K + k]] (u8 codes, map null: identity,
   // then used in place when K is a multiple of 4); rows are copied/mapped 64 bytes at a time.
+  // `bq`: when not null (VBMI machines), G(k, n) == int8(gmap[bq[k * N + n]]) (gmap null:
+  // identity); B is then mapped and quad-interleaved 64 / 16 bytes at a time.
   template <typename F, typename G>
   SepPack(bool use8, SepFn fn, const F& f, const G& g, int64_t M, int64_t K, int64_t N,
           const int32_t* corr, int32_t* y, int64_t ldy_m, int64_t ldy_n,
-          const uint8_t* rows = nullptr, const uint8_t* map = nullptr)
+          const uint8_t* rows = nullptr, const uint8_t* map = nullptr,
+          const uint8_t* bq = nullptr, const uint8_t* gmap = nullptr)
       : narrow(use8), fn16(fn) {
     if (narrow) {
       const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), 4);
-      gb8.assign(Kp * N, 0);
+      const int64_t ldg = bq ? RoundUp(std::max<int64_t>(N, 1), 16) : N;
+      gb8.assign(Kp * ldg, 0);
+      if (bq) {
+        std::vector<uint8_t> bm(K * ldg, 0);
+        for (int64_t k = 0; k < K; ++k) {
+          if (gmap) approx::MapBytesVbmi(gmap, bq + k * N, N, &bm[k * ldg]);
+          else std::memcpy(&bm[k * ldg], bq + k * N, N);
+        }
+        approx::InterleaveQuads(bm.data(), ldg, K, Kp, ldg, reinterpret_cast<uint8_t*>(gb8.data()));
+      }
       const uint8_t* fa = rows;
       if (!rows || Kp != K || map) {
         fa8.assign(M * Kp, 0);
@@ -250,10 +271,11 @@ struct SepPack {
         }
         fa = fa8.data();
       }
-      for (int64_t k = 0; k < K; ++k)
-        for (int64_t n = 0; n < N; ++n)
-          gb8[((k >> 2) * N + n) * 4 + (k & 3)] = static_cast<int8_t>(g(k, n));
-      p8 = {fa, Kp, gb8.data(), N, corr, y, ldy_m, ldy_n};
+      if (!bq)
+        for (int64_t k = 0; k < K; ++k)
+          for (int64_t n = 0; n < N; ++n)
+            gb8[((k >> 2) * N + n) * 4 + (k & 3)] = static_cast<int8_t>(g(k, n));
+      p8 = {fa, Kp, gb8.data(), N, ldg, corr, y, ldy_m, ldy_n};
     } else {
       const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), 2);
       fa16.assign(M * Kp, 0);
@@ -290,7 +312,8 @@ struct GemmRunner {
     const SepPack sp(narrow, k.sep, [&](int64_t m, int64_t kk) { return f[a(m, kk)]; },
                      [&](int64_t kk, int64_t n) { return g[b[kk * N + n]]; }, M, K, N, corr, y,
                      ldy_m, ldy_n, narrow && (prep.f8_identity || k.vbmi) ? rows : nullptr,
-                     prep.f8_identity ? nullptr : prep.f8u.data());
+                     prep.f8_identity ? nullptr : prep.f8u.data(), k.vbmi ? b : nullptr,
+                     prep.g8u.data());
     par((M + 3) / 4, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, K * N)),
         [&](int64_t b0, int64_t b1) { sp.Run(b0 * 4, std::min(M, b1 * 4)); });
   }
@@ -312,7 +335,7 @@ struct GemmRunner {
     // Base f(a) = a, g(b) = int8(b); packed only when used.
     const SepPack sp(k.sep8, k.sep, [&](int64_t m, int64_t kk) { return at[kk * ld_at + m]; },
                      [&](int64_t kk, int64_t n) { return int8_t(b[kk * N + n]); }, base ? M : 0,
-                     K, N, corr, y, ldy_m, ldy_n, rows);
+                     K, N, corr, y, ldy_m, ldy_n, rows, nullptr, k.vbmi ? b : nullptr, nullptr);
     if (base)
       par((M + 3) / 4, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, K * N)),
           [&](int64_t b0, int64_t b1) { sp.Run(b0 * 4, std::min(M, b1 * 4)); });
@@ -374,7 +397,7 @@ struct MatMulCpu {
     const uint8_t* bp = reinterpret_cast<const uint8_t*>(b.data<int8_t>());
     const int8_t* bs = b.data<int8_t>();
     std::vector<int32_t> corr(N);
-    ColumnCorrection(zp, K, N, [&](int64_t k, int64_t n) { return bs[k * N + n]; }, corr.data());
+    ColumnCorrection<true>(zp, K, N, [&](int64_t k, int64_t n) { return bs[k * N + n]; }, corr.data());
     auto par = [&](int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
       ParallelFor(ctx, n, grain, fn);
     };

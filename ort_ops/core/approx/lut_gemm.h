@@ -62,12 +62,12 @@ void SepGemmAvx512Vnni(const SepProblem& p, int64_t m_begin, int64_t m_end);
 
 // Narrow separable factors (f in [0, 255], g in [-128, 127]: the exact LUT, truncation
 // multipliers, the exact base of the plane path): u8 x s8 quads with AVX-512 VNNI vpdpbusd.
-// fa: [M][Kp] uint8 (Kp multiple of 4, zero padded), gb: quads [Kp/4][N][4] int8.
+// fa: [M][Kp] uint8 (Kp multiple of 4, zero padded), gb: quads [Kp/4][ldg][4] int8, ldg >= N.
 struct Sep8Problem {
   const uint8_t* fa;
   int64_t Kp;
   const int8_t* gb;
-  int64_t N;
+  int64_t N, ldg;
   const int32_t* corr;
   int32_t* y;
   int64_t ldy_m, ldy_n;
@@ -87,7 +87,7 @@ struct Sep8TProblem {
 };
 void Sep8TGemmVnni(const Sep8TProblem& p, int64_t n_begin, int64_t n_end);
 // out[(k / 4) * Lp * 4 + l * 4 + k % 4] = rows[k * ld + l] for k < K (0 for K <= k < Kp),
-// l < Lp; Lp a multiple of 16 (rows readable up to Lp). Needs AVX-512 builds only for SSE2.
+// l < Lp; Lp a multiple of 16 (rows readable up to Lp). SSE2 only (kept with its users).
 void InterleaveQuads(const uint8_t* rows, int64_t ld, int64_t K, int64_t Kp, int64_t Lp,
                      uint8_t* out);
 // dst[i] = table[src[i]] (256-entry byte table), 64 bytes per step. Needs AVX-512 BW+VBMI.
