@@ -187,21 +187,29 @@ struct Kernels {
   bool planes;  // PlaneGemmVbmi usable for general LUTs
   bool sep8;    // Sep8GemmVnni usable (AVX-512 VNNI)
   bool vbmi;    // MapBytesVbmi usable
+  bool amx;     // Sep8GemmAmx usable (replaces Sep8GemmVnni for row-major problems)
 };
-// STEPORT_APPROX_GATHER=1 keeps AVX-512 on the gather GEMM (tests cover both paths).
+// Test switches (tests cover every path): STEPORT_APPROX_GATHER=1 keeps AVX-512 on the
+// gather GEMM for general LUTs; STEPORT_APPROX_AMX=0 keeps u8 x s8 GEMMs on VNNI.
+bool EnvIs(const char* name, const char* value) {
+  const char* e = std::getenv(name);
+  return e && std::string(e) == value;
+}
 Kernels PickKernels(Isa isa) {
   const CpuFeatures& c = DetectCpu();
-  const char* env = std::getenv("STEPORT_APPROX_GATHER");
-  const bool gather_only = env && std::string(env) == "1";
   switch (isa) {
-    case Isa::kAvx512:
-      return {approx::LutGemmAvx512, c.avx512vnni ? approx::SepGemmAvx512Vnni : approx::SepGemmAvx512,
-              approx::GatherAccAvx512, c.avx512vbmi && !gather_only, c.avx512vnni, c.avx512vbmi};
+    case Isa::kAvx512: {
+      const bool vnni = c.avx512vnni;
+      return {approx::LutGemmAvx512, vnni ? approx::SepGemmAvx512Vnni : approx::SepGemmAvx512,
+              approx::GatherAccAvx512, c.avx512vbmi && !EnvIs("STEPORT_APPROX_GATHER", "1"), vnni,
+              c.avx512vbmi, vnni && !EnvIs("STEPORT_APPROX_AMX", "0") && approx::AmxInt8Usable()};
+    }
     case Isa::kAvx2:
-      return {approx::LutGemmAvx2, approx::SepGemmAvx2, approx::GatherAccAvx2, false, false, false};
+      return {approx::LutGemmAvx2, approx::SepGemmAvx2, approx::GatherAccAvx2, false, false, false,
+              false};
     default:
       return {approx::LutGemmPortable, approx::SepGemmPortable, approx::GatherAccPortable, false,
-              false, false};
+              false, false, false};
   }
 }
 
@@ -228,7 +236,7 @@ using ParFn = std::function<void(int64_t, int64_t, const std::function<void(int6
 // Packed operands of an exact separable GEMM Y[m, n] = sum_k F(m, k) * G(k, n) - corr[n]:
 // u8 x s8 quads for the VNNI kernel when the factors are narrow, else int16 pairs.
 struct SepPack {
-  bool narrow = false;
+  bool narrow = false, amx = false;
   SepFn fn16 = nullptr;
   std::vector<uint8_t> fa8;
   std::vector<int8_t> gb8;
@@ -240,15 +248,18 @@ struct SepPack {
   // then used in place when K is a multiple of 4); rows are copied/mapped 64 bytes at a time.
   // `bq`: when not null (VBMI machines), G(k, n) == int8(gmap[bq[k * N + n]]) (gmap null:
   // identity); B is then mapped and quad-interleaved 64 / 16 bytes at a time.
+  // `use_amx`: pad for Sep8GemmAmx (K to 64, rows and columns to 32); rows run in 32s.
   template <typename F, typename G>
-  SepPack(bool use8, SepFn fn, const F& f, const G& g, int64_t M, int64_t K, int64_t N,
-          const int32_t* corr, int32_t* y, int64_t ldy_m, int64_t ldy_n,
+  SepPack(bool use8, bool use_amx, SepFn fn, const F& f, const G& g, int64_t M, int64_t K,
+          int64_t N, const int32_t* corr, int32_t* y, int64_t ldy_m, int64_t ldy_n,
           const uint8_t* rows = nullptr, const uint8_t* map = nullptr,
           const uint8_t* bq = nullptr, const uint8_t* gmap = nullptr)
-      : narrow(use8), fn16(fn) {
+      : narrow(use8), amx(use8 && use_amx), fn16(fn) {
     if (narrow) {
-      const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), 4);
-      const int64_t ldg = bq ? RoundUp(std::max<int64_t>(N, 1), 16) : N;
+      const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), amx ? 64 : 4);
+      const int64_t Mp = amx ? RoundUp(M, 32) : M;
+      const int64_t ldg = amx ? RoundUp(std::max<int64_t>(N, 1), 32)
+                              : bq ? RoundUp(std::max<int64_t>(N, 1), 16) : N;
       gb8.assign(Kp * ldg, 0);
       if (bq) {
         std::vector<uint8_t> bm(K * ldg, 0);
@@ -259,8 +270,8 @@ struct SepPack {
         approx::InterleaveQuads(bm.data(), ldg, K, Kp, ldg, reinterpret_cast<uint8_t*>(gb8.data()));
       }
       const uint8_t* fa = rows;
-      if (!rows || Kp != K || map) {
-        fa8.assign(M * Kp, 0);
+      if (!rows || Kp != K || map || Mp != M) {
+        fa8.assign(Mp * Kp, 0);
         if (rows && map) {
           for (int64_t m = 0; m < M; ++m) approx::MapBytesVbmi(map, rows + m * K, K, &fa8[m * Kp]);
         } else if (rows) {
@@ -274,7 +285,7 @@ struct SepPack {
       if (!bq)
         for (int64_t k = 0; k < K; ++k)
           for (int64_t n = 0; n < N; ++n)
-            gb8[((k >> 2) * N + n) * 4 + (k & 3)] = static_cast<int8_t>(g(k, n));
+            gb8[((k >> 2) * ldg + n) * 4 + (k & 3)] = static_cast<int8_t>(g(k, n));
       p8 = {fa, Kp, gb8.data(), N, ldg, corr, y, ldy_m, ldy_n};
     } else {
       const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), 2);
@@ -288,9 +299,16 @@ struct SepPack {
       p16 = {fa16.data(), Kp, gb16.data(), N, corr, y, ldy_m, ldy_n};
     }
   }
+  int64_t RowUnit() const { return amx ? 32 : 4; }  // row ranges must start at multiples
   void Run(int64_t m0, int64_t m1) const {
-    if (narrow) approx::Sep8GemmVnni(p8, m0, m1);
+    if (amx) approx::Sep8GemmAmx(p8, m0, m1);
+    else if (narrow) approx::Sep8GemmVnni(p8, m0, m1);
     else fn16(p16, m0, m1);
+  }
+  void RunAll(int64_t M, int64_t K, int64_t N, const ParFn& par) const {
+    const int64_t u = RowUnit();
+    par((M + u - 1) / u, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, K * N * u / 4)),
+        [&](int64_t b0, int64_t b1) { Run(b0 * u, std::min(M, b1 * u)); });
   }
 };
 
@@ -309,13 +327,12 @@ struct GemmRunner {
     const bool narrow = k.sep8 && prep.sep_narrow;
     const int16_t* f = narrow ? prep.f8.data() : prep.sep.f.data();
     const int16_t* g = narrow ? prep.g8.data() : prep.sep.g.data();
-    const SepPack sp(narrow, k.sep, [&](int64_t m, int64_t kk) { return f[a(m, kk)]; },
+    const SepPack sp(narrow, k.amx, k.sep, [&](int64_t m, int64_t kk) { return f[a(m, kk)]; },
                      [&](int64_t kk, int64_t n) { return g[b[kk * N + n]]; }, M, K, N, corr, y,
                      ldy_m, ldy_n, narrow && (prep.f8_identity || k.vbmi) ? rows : nullptr,
                      prep.f8_identity ? nullptr : prep.f8u.data(), k.vbmi ? b : nullptr,
                      prep.g8u.data());
-    par((M + 3) / 4, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, K * N)),
-        [&](int64_t b0, int64_t b1) { sp.Run(b0 * 4, std::min(M, b1 * 4)); });
+    sp.RunAll(M, K, N, par);
   }
 
   // General LUT: gather GEMM, or (k.planes) the exact-product base as a separable GEMM plus
@@ -333,12 +350,10 @@ struct GemmRunner {
     }
     const bool base = prep.base_exact;
     // Base f(a) = a, g(b) = int8(b); packed only when used.
-    const SepPack sp(k.sep8, k.sep, [&](int64_t m, int64_t kk) { return at[kk * ld_at + m]; },
+    const SepPack sp(k.sep8, k.amx, k.sep, [&](int64_t m, int64_t kk) { return at[kk * ld_at + m]; },
                      [&](int64_t kk, int64_t n) { return int8_t(b[kk * N + n]); }, base ? M : 0,
                      K, N, corr, y, ldy_m, ldy_n, rows, nullptr, k.vbmi ? b : nullptr, nullptr);
-    if (base)
-      par((M + 3) / 4, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, K * N)),
-          [&](int64_t b0, int64_t b1) { sp.Run(b0 * 4, std::min(M, b1 * 4)); });
+    if (base) sp.RunAll(M, K, N, par);
     Planes(at, ld_at, M, K, b, N, base ? nullptr : corr, base, y, ldy_m, ldy_n, par);
   }
 

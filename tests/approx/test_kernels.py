@@ -40,18 +40,21 @@ LUTS = {
 MM_CASES = [(1, 1, 1), (63, 3, 15), (65, 257, 17), (257, 513, 65), (300, 256, 5), (130, 7, 64)]
 
 
-@pytest.fixture(params=["default", "gather"])
+@pytest.fixture(params=["default", "gather", "noamx"])
 def path(request, monkeypatch):
-    """AVX-512 general LUTs: byte planes (default where VBMI exists) or the gather GEMM."""
+    """AVX-512 switches: general LUTs on byte planes (default where VBMI exists) or the gather
+    GEMM; u8 x s8 GEMMs on AMX (default where the CPU and OS allow) or VNNI."""
     if request.param == "gather":
         monkeypatch.setenv("STEPORT_APPROX_GATHER", "1")
+    if request.param == "noamx":
+        monkeypatch.setenv("STEPORT_APPROX_AMX", "0")
     return request.param
 
 
 @pytest.mark.parametrize("lut_name", sorted(LUTS))
 def test_matmul_paths(lut_name, isa, path):
-    if path == "gather" and isa != "avx512":
-        pytest.skip("the switch only matters for AVX-512")
+    if path != "default" and isa != "avx512":
+        pytest.skip("the switches only matter for AVX-512")
     lut = LUTS[lut_name]()
     for i, (m, k, n) in enumerate(MM_CASES):
         rng = np.random.default_rng(i)
@@ -88,8 +91,8 @@ CONV_CASES = [
 
 @pytest.mark.parametrize("lut_name", ["p1", "p2-top8", "p4", "sep-neg", "sep-wide", "zero"])
 def test_conv_paths(lut_name, isa, path):
-    if path == "gather" and isa != "avx512":
-        pytest.skip("the switch only matters for AVX-512")
+    if path != "default" and isa != "avx512":
+        pytest.skip("the switches only matter for AVX-512")
     lut = LUTS[lut_name]()
     for i, (xs, ws, strides, pads, dil, group) in enumerate(CONV_CASES):
         rng = np.random.default_rng(100 + i)
