@@ -487,14 +487,19 @@ struct ConvCpu {
 
     if (group == C && Co == C && C > 1) return Depthwise(ctx, kern, *prep, xp, wp, corr, y, NB, C, H, Wd, KH, KW, OH, OW, zp);
 
-    // Weights per group transposed to [Kg][Og] (uint8 view).
-    std::vector<uint8_t> bt(group * Kg * Og);
-    for (int64_t g = 0; g < group; ++g)
-      for (int64_t o = 0; o < Og; ++o)
-        for (int64_t k = 0; k < Kg; ++k)
-          bt[(g * Kg + k) * Og + o] = static_cast<uint8_t>(wp[(g * Og + o) * Kg + k]);
     const int64_t Lp = RoundUp(L, approx::kMBlock);
     const bool sep = prep->sep.ok && isa != Isa::kPortable;
+    // VNNI + VBMI: the separable GEMM (or the exact base of a general LUT) runs transposed
+    // on 4-row interleaved columns, writing NCHW rows directly; no im2row copy.
+    const bool use_t8 = kern.sep8 && kern.vbmi &&
+                        (sep ? prep->sep_narrow : kern.planes && prep->base_exact);
+    // Weights per group transposed to [Kg][Og] (uint8 view); not needed by the t8 separable path.
+    std::vector<uint8_t> bt(use_t8 && sep ? 0 : group * Kg * Og);
+    if (!bt.empty())
+      for (int64_t g = 0; g < group; ++g)
+        for (int64_t k = 0; k < Kg; ++k)
+          for (int64_t o = 0; o < Og; ++o)
+            bt[(g * Kg + k) * Og + o] = static_cast<uint8_t>(wp[(g * Og + o) * Kg + k]);
     // im2col of one (image, group): cols[k][l], padded taps = zp, padding columns = 0. Per
     // (tap, output row) the in-image columns are one strided run (a memcpy at stride 1).
     auto im2col = [&](int64_t n, int64_t g, uint8_t* cols) {
@@ -528,7 +533,7 @@ struct ConvCpu {
     auto one = [&](int64_t n, int64_t g, uint8_t* cols, bool inner_parallel) {
       im2col(n, g, cols);
       int32_t* yg = y + (n * Co + g * Og) * L;
-      const uint8_t* bg = bt.data() + g * Kg * Og;
+      const uint8_t* bg = bt.empty() ? nullptr : bt.data() + g * Kg * Og;
       const int32_t* cg = corr.data() + g * Og;
       auto serial = [](int64_t cnt, int64_t, const std::function<void(int64_t, int64_t)>& fn) { fn(0, cnt); };
       auto parallel = [&](int64_t cnt, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
@@ -536,10 +541,6 @@ struct ConvCpu {
       };
       const ParFn par = inner_parallel ? ParFn(parallel) : ParFn(serial);
       const GemmRunner run{*prep, kern};
-      // VNNI + VBMI: the separable GEMM (or the exact base of a general LUT) runs transposed
-      // on 4-row interleaved columns, writing NCHW rows directly; no im2row copy.
-      const bool use_t8 = kern.sep8 && kern.vbmi &&
-                          (sep ? prep->sep_narrow : kern.planes && prep->base_exact);
       if (use_t8) {
         const int64_t Kp = RoundUp(Kg, 4);
         if (sep && !prep->f8_identity)
