@@ -1,8 +1,7 @@
 // AMX-INT8 variant of the narrow separable GEMM (Sep8Problem: u8 x s8, exact int32 sums
 // wrapping mod 2^32 like the VNNI kernel). Built in the AVX-512 unit list; the AMX target is
-// enabled for this file only and used only after AmxInt8Usable() (CPUID + XCR0 + the Linux
-// arch_prctl permission for tile data).
-#pragma GCC target("amx-tile,amx-int8")
+// enabled for the kernel function only, which runs only after AmxInt8Usable() (CPUID + XCR0 +
+// the Linux arch_prctl permission for tile data).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -51,7 +50,8 @@ struct alignas(64) TileConfig {
 // Blocks of 32 rows x 32 columns: C tiles 0-3, A tiles 4-5 (16 rows x 64 k), B tiles 6-7
 // (16 k-quads x 16 columns). Caller guarantees: m_begin % 32 == 0, fa rows readable up to
 // round_up(m_end, 32), Kp % 64 == 0, ldg % 32 == 0 with quads readable up to ldg.
-void Sep8GemmAmx(const Sep8Problem& p, int64_t m_begin, int64_t m_end) {
+__attribute__((target("amx-tile,amx-int8"))) void Sep8GemmAmx(const Sep8Problem& p,
+                                                                 int64_t m_begin, int64_t m_end) {
   TileConfig cfg;
   for (int t = 0; t < 8; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
   _tile_loadconfig(&cfg);
