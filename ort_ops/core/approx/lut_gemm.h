@@ -9,7 +9,7 @@
 
 namespace steport::approx {
 
-constexpr int64_t kMBlock = 16;  // rows of A per vector block; packed A rows padded to this
+constexpr int64_t kMBlock = 64;  // rows of A per vector block; packed A rows padded to this
 
 // Y[m, n] = sum_k lut_t[b[k, n]][at[k, m]] - corr[n], for m in [m_begin, m_end).
 struct GemmProblem {
@@ -56,5 +56,74 @@ struct SepProblem {
 };
 void SepGemmPortable(const SepProblem& p, int64_t m_begin, int64_t m_end);
 void SepGemmAvx2(const SepProblem& p, int64_t m_begin, int64_t m_end);
+// AVX-512BW (madd + add) and AVX-512 VNNI (vpdpwssd) variants; same integers.
+void SepGemmAvx512(const SepProblem& p, int64_t m_begin, int64_t m_end);
+void SepGemmAvx512Vnni(const SepProblem& p, int64_t m_begin, int64_t m_end);
+
+// Narrow separable factors (f in [0, 255], g in [-128, 127]: the exact LUT, truncation
+// multipliers, the exact base of the plane path): u8 x s8 quads with AVX-512 VNNI vpdpbusd.
+// fa: [M][Kp] uint8 (Kp multiple of 4, zero padded), gb: quads [Kp/4][ldg][4] int8, ldg >= N.
+struct Sep8Problem {
+  const uint8_t* fa;
+  int64_t Kp;
+  const int8_t* gb;
+  int64_t N, ldg;
+  const int32_t* corr;
+  int32_t* y;
+  int64_t ldy_m, ldy_n;
+};
+void Sep8GemmVnni(const Sep8Problem& p, int64_t m_begin, int64_t m_end);
+// AMX-INT8 tiles, same integers. Needs AmxInt8Usable(); m_begin % 32 == 0, fa rows readable up
+// to round_up(m_end, 32), Kp % 64 == 0, ldg % 32 == 0.
+bool AmxInt8Usable();  // CPU + OS support, tile-data permission requested (once)
+void Sep8GemmAmx(const Sep8Problem& p, int64_t m_begin, int64_t m_end);
+// Conv form: Y[n, l] = sum_k aq(k, l) * wq(n, k) - corr[n], lanes over output pixels l so the
+// NCHW output is written with contiguous (masked) stores. aq: quads [Kp/4][ld_l][4] u8 with
+// ld_l >= round_up(L, 16) lanes readable; wq: [N][Kp] int8. Columns [n_begin, n_end), all l.
+struct Sep8TProblem {
+  const uint8_t* aq;
+  int64_t ld_l, Kp;
+  const int8_t* wq;
+  int64_t L, N;
+  const int32_t* corr;  // may be null
+  int32_t* y;           // y[n * ldy_n + l]
+  int64_t ldy_n;
+};
+void Sep8TGemmVnni(const Sep8TProblem& p, int64_t n_begin, int64_t n_end);
+// out[(k / 4) * Lp * 4 + l * 4 + k % 4] = rows[k * ld + l] for k < K (0 for K <= k < Kp),
+// l < Lp; Lp a multiple of 16 (rows readable up to Lp). SSE2 only (kept with its users).
+void InterleaveQuads(const uint8_t* rows, int64_t ld, int64_t K, int64_t Kp, int64_t Lp,
+                     uint8_t* out);
+// dst[i] = table[src[i]] (256-entry byte table), 64 bytes per step. Needs AVX-512 BW+VBMI.
+void MapBytesVbmi(const uint8_t* table, const uint8_t* src, int64_t n, uint8_t* dst);
+
+// ---- general LUTs as byte planes (AVX-512 VBMI) -----------------------------------------
+// LUT[a][b] = base(a, b) + bias + E(a, b), E >= 0 (as uint32) split into P byte planes:
+// planes[(b * P + j) * 256 + a] = byte j of E(a, b). For a fixed weight code b each plane is
+// 256 bytes = 4 zmm registers, so 64 activation codes are looked up in registers (two
+// vpermi2b + a blend on bit 7) instead of with memory gathers. Byte sums are accumulated in
+// 16-bit lanes for at most 256 k-steps (256 * 255 < 2^16), then widened and recombined
+// exactly: sum_k E = sum_j 2^(8j) * sum_k byte_j (mod 2^32).
+struct PlaneProblem {
+  const uint8_t* planes;  // [256][P][256]
+  int P;                  // 1..4
+  const uint8_t* at;      // activation codes transposed, at[k * ld_at + m]
+  int64_t ld_at;          // >= round_up(M, kMBlock); padding columns readable
+  const uint8_t* b;       // weight codes [K][N]
+  int64_t K, N;
+  const int32_t* corr;    // [N] subtracted; may be null
+  int32_t add;            // added to every output (K * bias, mod 2^32)
+  bool accumulate;        // y += result (y already holds the base part) instead of y = result
+  int top_steps;          // 1, or k-steps (<= 256) the top plane may be summed in bytes:
+                          // top_steps * max(top plane byte) <= 255
+  int32_t* y;
+  int64_t ldy_m, ldy_n;
+};
+// Rows [m_begin, m_end) x columns [n_begin, n_end); m_begin a multiple of kMBlock. A table
+// (for one weight code) is loaded once per kPlaneRows rows: callers should pass row ranges that
+// long and split columns for parallelism. Needs AVX-512 F+BW+VBMI.
+constexpr int64_t kPlaneRows = 256;
+void PlaneGemmVbmi(const PlaneProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
+                   int64_t n_end);
 
 }  // namespace steport::approx

@@ -1,9 +1,11 @@
-// Compiled with AVX-512 flags; only called after run-time detection (F+BW+VL+DQ). Uses only
-// AVX-512F gathers here, so the VNNI/VPOPCNTDQ flags of this file never matter at run time.
-// LUT GEMM: 16 rows of A per vector (one gather = 16 lookups), 8 weight columns per block.
+// Compiled with AVX-512 flags; only called after run-time detection (F+BW+VL+DQ). The
+// gather GEMM, depthwise gather and SepGemmAvx512 use only F/BW; PlaneGemmVbmi needs VBMI and
+// SepGemmAvx512Vnni needs VNNI: the binding calls them only when DetectCpu() reports them.
+// Gather GEMM: 16 rows of A per vector (one gather = 16 lookups), 8 weight columns per block.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "lut_gemm.h"
 
@@ -66,6 +68,339 @@ void GatherAccAvx512(const int32_t* row, const uint8_t* idx, int64_t stride, int
                                                   _mm512_i32gather_epi32(ix, row, 4)));
   }
   if (i < n) GatherAccAvx2(row, idx + i, 1, n - i, acc + i);
+}
+
+}  // namespace steport::approx
+
+// ---- byte-plane LUT GEMM (VBMI) ----------------------------------------------------------
+namespace steport::approx {
+namespace {
+constexpr int64_t kChunk = 256;  // k-steps per 16-bit accumulation (256 * 255 < 65536)
+
+// One pass: R blocks of 64 rows (rows valid of them) x one column n, all K.
+// tot[r * 64 + i] holds row 2i of block r, tot[r * 64 + 32 + i] row 2i + 1 (int32, wrapping).
+// kTop8: the top plane's bytes are small (<= 255 / p.top_steps), so they are summed in bytes
+// for top_steps k-steps before joining the 16-bit sums (one add instead of shift + 2 adds).
+template <int P, int R, bool kTop8>
+void PlanePass(const PlaneProblem& p, int64_t m0, int64_t rows, int64_t n) {
+  alignas(64) int32_t tot[R * 64];
+  for (int i = 0; i < R * 64; ++i) tot[i] = 0;
+  const uint8_t* at = p.at + m0;
+  constexpr int kWide = kTop8 ? P - 1 : P;  // planes summed in 16-bit lanes every step
+  for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
+    const int64_t k1 = std::min(p.K, k0 + kChunk);
+    // Word w of accw = byte sums of rows 2w (low byte) + 256 * rows 2w+1 (mod 2^16);
+    // acco = byte sums of rows 2w+1 alone, so the low-byte sums are accw - 256 * acco.
+    __m512i accw[R][P], acco[R][P];
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < P; ++j) accw[r][j] = acco[r][j] = _mm512_setzero_si512();
+    const int64_t S = kTop8 ? p.top_steps : kChunk;
+    for (int64_t ks = k0; ks < k1; ks += S) {
+      const int64_t ke = std::min(k1, ks + S);
+      __m512i acc8[R];
+      for (int r = 0; r < R; ++r) acc8[r] = _mm512_setzero_si512();
+      for (int64_t k = ks; k < ke; ++k) {
+        const uint8_t* t = p.planes + int64_t(p.b[k * p.N + n]) * P * 256;
+        __m512i idx[R];
+        __mmask64 hi[R];
+        for (int r = 0; r < R; ++r) {
+          idx[r] = _mm512_loadu_si512(at + k * p.ld_at + r * 64);
+          hi[r] = _mm512_movepi8_mask(idx[r]);  // code >= 128: upper half of the table
+        }
+        for (int j = 0; j < P; ++j) {
+          const __m512i t0 = _mm512_loadu_si512(t + j * 256);
+          const __m512i t1 = _mm512_loadu_si512(t + j * 256 + 64);
+          const __m512i t2 = _mm512_loadu_si512(t + j * 256 + 128);
+          const __m512i t3 = _mm512_loadu_si512(t + j * 256 + 192);
+          for (int r = 0; r < R; ++r) {
+            const __m512i lo = _mm512_permutex2var_epi8(t0, idx[r], t1);
+            const __m512i hv = _mm512_permutex2var_epi8(t2, idx[r], t3);
+            const __m512i v = _mm512_mask_blend_epi8(hi[r], lo, hv);
+            if (j < kWide) {
+              accw[r][j] = _mm512_add_epi16(accw[r][j], v);
+              acco[r][j] = _mm512_add_epi16(acco[r][j], _mm512_srli_epi16(v, 8));
+            } else {
+              acc8[r] = _mm512_add_epi8(acc8[r], v);
+            }
+          }
+        }
+      }
+      if constexpr (kTop8)
+        for (int r = 0; r < R; ++r) {
+          accw[r][P - 1] = _mm512_add_epi16(accw[r][P - 1], acc8[r]);
+          acco[r][P - 1] = _mm512_add_epi16(acco[r][P - 1], _mm512_srli_epi16(acc8[r], 8));
+        }
+    }
+    for (int r = 0; r < R; ++r) {
+      __m512i te0 = _mm512_load_si512(tot + r * 64), te1 = _mm512_load_si512(tot + r * 64 + 16);
+      __m512i to0 = _mm512_load_si512(tot + r * 64 + 32), to1 = _mm512_load_si512(tot + r * 64 + 48);
+      for (int j = 0; j < P; ++j) {
+        const __m512i odd = acco[r][j];
+        const __m512i even = _mm512_sub_epi16(accw[r][j], _mm512_slli_epi16(odd, 8));
+        const __m128i sh = _mm_cvtsi32_si128(8 * j);
+        auto widen = [&](__m512i v, int half) {
+          return _mm512_sll_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(v, half)), sh);
+        };
+        te0 = _mm512_add_epi32(te0, widen(even, 0));
+        te1 = _mm512_add_epi32(te1, widen(even, 1));
+        to0 = _mm512_add_epi32(to0, widen(odd, 0));
+        to1 = _mm512_add_epi32(to1, widen(odd, 1));
+      }
+      _mm512_store_si512(tot + r * 64, te0);
+      _mm512_store_si512(tot + r * 64 + 16, te1);
+      _mm512_store_si512(tot + r * 64 + 32, to0);
+      _mm512_store_si512(tot + r * 64 + 48, to1);
+    }
+  }
+  const uint32_t add = static_cast<uint32_t>(p.add) - (p.corr ? static_cast<uint32_t>(p.corr[n]) : 0u);
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t r = i >> 6, w = i & 63;
+    const uint32_t v = static_cast<uint32_t>(tot[r * 64 + (w & 1) * 32 + (w >> 1)]) + add;
+    int32_t* out = p.y + (m0 + i) * p.ldy_m + n * p.ldy_n;
+    *out = static_cast<int32_t>(p.accumulate ? static_cast<uint32_t>(*out) + v : v);
+  }
+}
+
+template <int P, int R, bool kTop8>
+void PlaneRange(const PlaneProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
+                int64_t n_end) {
+  for (int64_t m0 = m_begin; m0 < m_end; m0 += 64 * R) {
+    const int64_t rows = std::min<int64_t>(64 * R, m_end - m0);
+    const int64_t blocks = (rows + 63) / 64;
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      if (blocks == R) PlanePass<P, R, kTop8>(p, m0, rows, n);
+      else if constexpr (R > 1) {
+        if (blocks == 1) PlanePass<P, 1, kTop8>(p, m0, rows, n);
+        else if (blocks == 2) PlanePass<P, 2, kTop8>(p, m0, rows, n);
+        else PlanePass<P, 3, kTop8>(p, m0, rows, n);
+      }
+    }
+  }
+}
+
+template <bool kTop8>
+void PlaneDispatch(const PlaneProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
+                   int64_t n_end) {
+  switch (p.P) {
+    case 1: return PlaneRange<1, 4, kTop8>(p, m_begin, m_end, n_begin, n_end);
+    case 2: return PlaneRange<2, 4, kTop8>(p, m_begin, m_end, n_begin, n_end);
+    case 3: return PlaneRange<3, 2, kTop8>(p, m_begin, m_end, n_begin, n_end);
+    default: return PlaneRange<4, 2, kTop8>(p, m_begin, m_end, n_begin, n_end);
+  }
+}
+}  // namespace
+
+void PlaneGemmVbmi(const PlaneProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
+                   int64_t n_end) {
+  if (p.top_steps >= 2) PlaneDispatch<true>(p, m_begin, m_end, n_begin, n_end);
+  else PlaneDispatch<false>(p, m_begin, m_end, n_begin, n_end);
+}
+
+// ---- separable path, AVX-512 ----------------------------------------------------------------
+namespace {
+// MR rows x NV vectors of 16 columns; the last vector may be partial (ncols in it).
+template <int MR, int NV, bool kVnni>
+void SepTile(const SepProblem& p, int64_t m0, int64_t n0, int64_t ncols) {
+  const int64_t kp2 = p.Kp / 2;
+  const int last = static_cast<int>(ncols - (NV - 1) * 16);  // 1..16
+  const __mmask32 lmask = last >= 16 ? ~__mmask32(0) : ((__mmask32(1) << (2 * last)) - 1);
+  __m512i acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
+  const int16_t* fa = p.fa + m0 * p.Kp;
+  for (int64_t k = 0; k < kp2; ++k) {
+    const int16_t* g = p.gb + (k * p.N + n0) * 2;
+    __m512i bv[NV];
+    for (int v = 0; v < NV - 1; ++v) bv[v] = _mm512_loadu_si512(g + v * 32);
+    bv[NV - 1] = _mm512_maskz_loadu_epi16(lmask, g + (NV - 1) * 32);
+    for (int i = 0; i < MR; ++i) {
+      int32_t pair;
+      std::memcpy(&pair, fa + i * p.Kp + 2 * k, 4);
+      const __m512i a = _mm512_set1_epi32(pair);
+      for (int v = 0; v < NV; ++v) {
+        if constexpr (kVnni) acc[i][v] = _mm512_dpwssd_epi32(acc[i][v], a, bv[v]);
+        else acc[i][v] = _mm512_add_epi32(acc[i][v], _mm512_madd_epi16(a, bv[v]));
+      }
+    }
+  }
+  alignas(64) int32_t t[NV * 16];
+  for (int i = 0; i < MR; ++i) {
+    for (int v = 0; v < NV; ++v) _mm512_store_si512(t + v * 16, acc[i][v]);
+    int32_t* yr = p.y + (m0 + i) * p.ldy_m + n0 * p.ldy_n;
+    for (int64_t j = 0; j < ncols; ++j) {
+      const uint32_t c = p.corr ? static_cast<uint32_t>(p.corr[n0 + j]) : 0u;
+      yr[j * p.ldy_n] = static_cast<int32_t>(static_cast<uint32_t>(t[j]) - c);
+    }
+  }
+}
+
+template <int MR, bool kVnni>
+void SepRows(const SepProblem& p, int64_t m0) {
+  int64_t n0 = 0;
+  for (; n0 + 64 <= p.N; n0 += 64) SepTile<MR, 4, kVnni>(p, m0, n0, 64);
+  const int64_t rest = p.N - n0;
+  if (rest > 48) SepTile<MR, 4, kVnni>(p, m0, n0, rest);
+  else if (rest > 32) SepTile<MR, 3, kVnni>(p, m0, n0, rest);
+  else if (rest > 16) SepTile<MR, 2, kVnni>(p, m0, n0, rest);
+  else if (rest > 0) SepTile<MR, 1, kVnni>(p, m0, n0, rest);
+}
+
+template <bool kVnni>
+void SepGemm512(const SepProblem& p, int64_t m_begin, int64_t m_end) {
+  int64_t m = m_begin;
+  for (; m + 4 <= m_end; m += 4) SepRows<4, kVnni>(p, m);
+  switch (m_end - m) {
+    case 3: SepRows<3, kVnni>(p, m); break;
+    case 2: SepRows<2, kVnni>(p, m); break;
+    case 1: SepRows<1, kVnni>(p, m); break;
+    default: break;
+  }
+}
+}  // namespace
+
+// u8 x s8 quads with vpdpbusd (VNNI): exact, the 4 products of a quad fit easily in int32.
+namespace {
+template <int MR, int NV>
+void Sep8Tile(const Sep8Problem& p, int64_t m0, int64_t n0, int64_t ncols) {
+  const int64_t kq = p.Kp / 4;
+  const int last = static_cast<int>(ncols - (NV - 1) * 16);  // 1..16
+  const __mmask16 lmask = last >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << last) - 1);
+  __m512i acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
+  const uint8_t* fa = p.fa + m0 * p.Kp;
+  for (int64_t k = 0; k < kq; ++k) {
+    const int8_t* g = p.gb + (k * p.ldg + n0) * 4;
+    __m512i bv[NV];
+    for (int v = 0; v < NV - 1; ++v) bv[v] = _mm512_loadu_si512(g + v * 64);
+    bv[NV - 1] = _mm512_maskz_loadu_epi32(lmask, g + (NV - 1) * 64);
+    for (int i = 0; i < MR; ++i) {
+      int32_t quad;
+      std::memcpy(&quad, fa + i * p.Kp + 4 * k, 4);
+      const __m512i a = _mm512_set1_epi32(quad);
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], a, bv[v]);
+    }
+  }
+  alignas(64) int32_t t[NV * 16];
+  for (int i = 0; i < MR; ++i) {
+    for (int v = 0; v < NV; ++v) _mm512_store_si512(t + v * 16, acc[i][v]);
+    int32_t* yr = p.y + (m0 + i) * p.ldy_m + n0 * p.ldy_n;
+    for (int64_t j = 0; j < ncols; ++j) {
+      const uint32_t c = p.corr ? static_cast<uint32_t>(p.corr[n0 + j]) : 0u;
+      yr[j * p.ldy_n] = static_cast<int32_t>(static_cast<uint32_t>(t[j]) - c);
+    }
+  }
+}
+
+template <int MR>
+void Sep8Rows(const Sep8Problem& p, int64_t m0) {
+  int64_t n0 = 0;
+  for (; n0 + 64 <= p.N; n0 += 64) Sep8Tile<MR, 4>(p, m0, n0, 64);
+  const int64_t rest = p.N - n0;
+  if (rest > 48) Sep8Tile<MR, 4>(p, m0, n0, rest);
+  else if (rest > 32) Sep8Tile<MR, 3>(p, m0, n0, rest);
+  else if (rest > 16) Sep8Tile<MR, 2>(p, m0, n0, rest);
+  else if (rest > 0) Sep8Tile<MR, 1>(p, m0, n0, rest);
+}
+}  // namespace
+
+void Sep8GemmVnni(const Sep8Problem& p, int64_t m_begin, int64_t m_end) {
+  int64_t m = m_begin;
+  for (; m + 4 <= m_end; m += 4) Sep8Rows<4>(p, m);
+  switch (m_end - m) {
+    case 3: Sep8Rows<3>(p, m); break;
+    case 2: Sep8Rows<2>(p, m); break;
+    case 1: Sep8Rows<1>(p, m); break;
+    default: break;
+  }
+}
+
+// ---- transposed u8 x s8 GEMM for conv (NCHW output, lanes over output pixels) ----------
+namespace {
+template <int NR, int LV>
+void Sep8TTile(const Sep8TProblem& p, int64_t n0, int64_t l0) {
+  const int64_t kq = p.Kp / 4;
+  __m512i acc[NR][LV];
+  for (int i = 0; i < NR; ++i)
+    for (int v = 0; v < LV; ++v) acc[i][v] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < kq; ++k) {
+    __m512i av[LV];
+    for (int v = 0; v < LV; ++v) av[v] = _mm512_loadu_si512(p.aq + (k * p.ld_l + l0 + v * 16) * 4);
+    for (int i = 0; i < NR; ++i) {
+      int32_t quad;
+      std::memcpy(&quad, p.wq + (n0 + i) * p.Kp + 4 * k, 4);
+      const __m512i w = _mm512_set1_epi32(quad);
+      for (int v = 0; v < LV; ++v) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], av[v], w);
+    }
+  }
+  for (int i = 0; i < NR; ++i) {
+    const __m512i c = _mm512_set1_epi32(p.corr ? p.corr[n0 + i] : 0);
+    int32_t* yr = p.y + (n0 + i) * p.ldy_n;
+    for (int v = 0; v < LV; ++v) {
+      const int64_t l = l0 + v * 16;
+      if (l >= p.L) break;
+      const __mmask16 m = p.L - l >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (p.L - l)) - 1);
+      _mm512_mask_storeu_epi32(yr + l, m, _mm512_sub_epi32(acc[i][v], c));
+    }
+  }
+}
+template <int NR>
+void Sep8TRows(const Sep8TProblem& p, int64_t n0) {
+  for (int64_t l0 = 0; l0 < p.L; l0 += 64) {
+    const int64_t rest = p.L - l0;
+    if (rest > 48) Sep8TTile<NR, 4>(p, n0, l0);
+    else if (rest > 32) Sep8TTile<NR, 3>(p, n0, l0);
+    else if (rest > 16) Sep8TTile<NR, 2>(p, n0, l0);
+    else Sep8TTile<NR, 1>(p, n0, l0);
+  }
+}
+}  // namespace
+
+void Sep8TGemmVnni(const Sep8TProblem& p, int64_t n_begin, int64_t n_end) {
+  int64_t n = n_begin;
+  for (; n + 4 <= n_end; n += 4) Sep8TRows<4>(p, n);
+  for (; n < n_end; ++n) Sep8TRows<1>(p, n);
+}
+
+void InterleaveQuads(const uint8_t* rows, int64_t ld, int64_t K, int64_t Kp, int64_t Lp,
+                     uint8_t* out) {
+  const __m128i z = _mm_setzero_si128();
+  for (int64_t k0 = 0; k0 < Kp; k0 += 4) {
+    const uint8_t* r[4];
+    for (int j = 0; j < 4; ++j) r[j] = k0 + j < K ? rows + (k0 + j) * ld : nullptr;
+    uint8_t* o = out + k0 * Lp;  // (k0 / 4) * Lp * 4
+    for (int64_t l = 0; l < Lp; l += 16) {
+      __m128i v[4];
+      for (int j = 0; j < 4; ++j)
+        v[j] = r[j] ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[j] + l)) : z;
+      const __m128i a = _mm_unpacklo_epi8(v[0], v[1]), b = _mm_unpackhi_epi8(v[0], v[1]);
+      const __m128i c = _mm_unpacklo_epi8(v[2], v[3]), d = _mm_unpackhi_epi8(v[2], v[3]);
+      __m128i* q = reinterpret_cast<__m128i*>(o + l * 4);
+      _mm_storeu_si128(q + 0, _mm_unpacklo_epi16(a, c));
+      _mm_storeu_si128(q + 1, _mm_unpackhi_epi16(a, c));
+      _mm_storeu_si128(q + 2, _mm_unpacklo_epi16(b, d));
+      _mm_storeu_si128(q + 3, _mm_unpackhi_epi16(b, d));
+    }
+  }
+}
+
+void MapBytesVbmi(const uint8_t* table, const uint8_t* src, int64_t n, uint8_t* dst) {
+  const __m512i t0 = _mm512_loadu_si512(table), t1 = _mm512_loadu_si512(table + 64);
+  const __m512i t2 = _mm512_loadu_si512(table + 128), t3 = _mm512_loadu_si512(table + 192);
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    const __m512i x = _mm512_loadu_si512(src + i);
+    const __m512i lo = _mm512_permutex2var_epi8(t0, x, t1), hi = _mm512_permutex2var_epi8(t2, x, t3);
+    _mm512_storeu_si512(dst + i, _mm512_mask_blend_epi8(_mm512_movepi8_mask(x), lo, hi));
+  }
+  for (; i < n; ++i) dst[i] = table[src[i]];
+}
+
+void SepGemmAvx512(const SepProblem& p, int64_t m_begin, int64_t m_end) {
+  SepGemm512<false>(p, m_begin, m_end);
+}
+void SepGemmAvx512Vnni(const SepProblem& p, int64_t m_begin, int64_t m_end) {
+  SepGemm512<true>(p, m_begin, m_end);
 }
 
 }  // namespace steport::approx

@@ -1,0 +1,146 @@
+"""CPU kernel paths in detail (docs/approx.md "Kernels"): the byte-plane GEMM for every plane
+count (1-4), exact-product base or none, top-plane byte sums on/off; the separable kernels
+(u8 x s8 VNNI with identity/mapped/sign-flipped factors, int16 for wide factors); the
+transposed conv GEMM; and their tails (M, N, K, output pixels) against the numpy loops."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ..conftest import assert_bitexact, run_steport
+from .common import conv_model, exact_lut, mm_model, np_conv, np_matmul
+
+A = np.arange(256, dtype=np.int64)
+B = np.arange(256, dtype=np.uint8).view(np.int8).astype(np.int64)
+
+
+def _noisy(lo: int, hi: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (np.outer(A, B) + rng.integers(lo, hi, (256, 256))).astype(np.int32)
+
+
+# name -> LUT; comments: the path PreparePlanes / NarrowFactors pick on AVX-512 VBMI + VNNI.
+LUTS = {
+    "p1": lambda: _noisy(-100, 100, 1),             # exact base, 1 plane, 16-bit sums
+    "p1-top8": lambda: _noisy(0, 4, 2),             # 1 plane summed in bytes (85 steps)
+    "p2-top8": lambda: _noisy(-300, 300, 3),        # 2 planes, top plane in bytes
+    "p2": lambda: _noisy(-20000, 20000, 4),         # 2 planes, top plane too big for bytes
+    "p3": lambda: _noisy(-(1 << 20), 1 << 20, 5),   # 3 planes
+    "p4": lambda: np.random.default_rng(6).integers(  # no base, 4 planes, sums wrap mod 2^32
+        -(1 << 31), 1 << 31, (256, 256), dtype=np.int64).astype(np.int32),
+    "small-nobase": lambda: np.random.default_rng(7).integers(0, 50, (256, 256)).astype(np.int32),
+    "sep-neg": lambda: np.outer(-A, B >> 1).astype(np.int32),   # narrow after a sign flip
+    "sep-wide": lambda: np.outer(np.random.default_rng(8).integers(-900, 900, 256),
+                                 np.random.default_rng(9).integers(-700, 700, 256)).astype(np.int32),
+    "zero": lambda: np.zeros((256, 256), np.int32),
+}
+
+# (M, K, N): row tails around 64/256, column tails around 16/64, K around 4 and 256 (the
+# 16-bit chunk) and not a multiple of 4.
+MM_CASES = [(1, 1, 1), (63, 3, 15), (65, 257, 17), (257, 513, 65), (300, 256, 5), (130, 7, 64)]
+
+
+@pytest.fixture(params=["default", "gather", "noamx"])
+def path(request, monkeypatch):
+    """AVX-512 switches: general LUTs on byte planes (default where VBMI exists) or the gather
+    GEMM; u8 x s8 GEMMs on AMX (default where the CPU and OS allow) or VNNI."""
+    if request.param == "gather":
+        monkeypatch.setenv("STEPORT_APPROX_GATHER", "1")
+    if request.param == "noamx":
+        monkeypatch.setenv("STEPORT_APPROX_AMX", "0")
+    return request.param
+
+
+@pytest.mark.parametrize("lut_name", sorted(LUTS))
+def test_matmul_paths(lut_name, isa, path):
+    if path != "default" and isa != "avx512":
+        pytest.skip("the switches only matter for AVX-512")
+    lut = LUTS[lut_name]()
+    for i, (m, k, n) in enumerate(MM_CASES):
+        rng = np.random.default_rng(i)
+        a = rng.integers(0, 256, (m, k), dtype=np.uint8)
+        b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+        zp = [0, 131, 255][i % 3]
+        feeds = {"A": a, "B": b, "lut": lut, "a_zero_point": np.array(zp, np.uint8)}
+        got = run_steport(mm_model(), feeds, threads=1 + i % 2)[0]
+        assert_bitexact(got, np_matmul(a, b, lut, zp), f"{lut_name} {isa}/{path} {m}x{k}x{n}")
+
+
+def test_extreme_codes():
+    """All-255 activations and -128 weights: the top half of every table and the sign edge."""
+    for lut in (LUTS["p2-top8"](), LUTS["p4"](), exact_lut(), LUTS["sep-neg"]()):
+        a = np.full((70, 300), 255, np.uint8)
+        a[::3] = 128
+        a[1::3] = 127
+        b = np.full((300, 20), -128, np.int8)
+        b[:, ::2] = 127
+        feeds = {"A": a, "B": b, "lut": lut, "a_zero_point": np.array(255, np.uint8)}
+        assert_bitexact(run_steport(mm_model(), feeds)[0], np_matmul(a, b, lut, 255), "extreme")
+
+
+# (x shape, w shape, strides, pads, dilations, group): K = Cg*kH*kW not a multiple of 4,
+# output pixels not a multiple of 16, strided/dilated taps, pads larger than the kernel reach.
+CONV_CASES = [
+    ((1, 3, 9, 11), (5, 3, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
+    ((2, 4, 10, 10), (6, 2, 3, 2), [2, 3], [0, 2, 3, 1], [1, 2], 2),
+    ((1, 5, 17, 19), (3, 5, 1, 1), [1, 1], [0, 0, 0, 0], [1, 1], 1),
+    ((1, 2, 4, 5), (4, 2, 3, 3), [1, 1], [4, 5, 4, 5], [2, 1], 1),
+    ((1, 33, 16, 16), (17, 33, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),  # K = 297 > 256
+]
+
+
+@pytest.mark.parametrize("lut_name", ["p1", "p2-top8", "p4", "sep-neg", "sep-wide", "zero"])
+def test_conv_paths(lut_name, isa, path):
+    if path != "default" and isa != "avx512":
+        pytest.skip("the switches only matter for AVX-512")
+    lut = LUTS[lut_name]()
+    for i, (xs, ws, strides, pads, dil, group) in enumerate(CONV_CASES):
+        rng = np.random.default_rng(100 + i)
+        x = rng.integers(0, 256, xs, dtype=np.uint8)
+        w = rng.integers(-128, 128, ws, dtype=np.int8)
+        zp = [0, 77, 255][i % 3]
+        model = conv_model(strides=strides, pads=pads, dilations=dil, group=group)
+        feeds = {"X": x, "W": w, "lut": lut, "x_zero_point": np.array(zp, np.uint8)}
+        got = run_steport(model, feeds, threads=1 + i % 2)[0]
+        ref = np_conv(x, w, lut, zp, strides, pads, dil, group)
+        assert_bitexact(got, ref, f"{lut_name} {isa}/{path} case {i}")
+
+
+def test_lut_swap_between_runs():
+    """One session, two LUTs with different prepared forms: the content cache must switch."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (70, 40), dtype=np.uint8)
+    b = rng.integers(-128, 128, (40, 9), dtype=np.int8)
+    import steport
+    sess = steport.session(mm_model().SerializeToString(), threads=1)
+    for name in ("p2-top8", "sep-neg", "p4", "p2-top8"):
+        lut = LUTS[name]()
+        got = sess.run(None, {"A": a, "B": b, "lut": lut, "a_zero_point": np.array(3, np.uint8)})[0]
+        assert_bitexact(got, np_matmul(a, b, lut, 3), name)
+
+
+def _lut_as_initializer(model, lut):
+    from onnx import numpy_helper
+    keep = [i for i in model.graph.input if i.name != "lut"]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    model.graph.initializer.append(numpy_helper.from_array(lut, "lut"))
+    return model
+
+
+@pytest.mark.parametrize("lut_name", ["p2-top8", "sep-neg", "p4"])
+def test_constant_lut_prepared_once(lut_name):
+    """An initializer LUT is prepared at kernel creation; repeated runs stay exact."""
+    lut = LUTS[lut_name]()
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (67, 45), dtype=np.uint8)
+    b = rng.integers(-128, 128, (45, 10), dtype=np.int8)
+    mm = _lut_as_initializer(mm_model(), lut)
+    for _ in range(2):
+        got = run_steport(mm, {"A": a, "B": b, "a_zero_point": np.array(9, np.uint8)})[0]
+        assert_bitexact(got, np_matmul(a, b, lut, 9), f"matmul {lut_name}")
+    x = rng.integers(0, 256, (2, 3, 7, 6), dtype=np.uint8)
+    w = rng.integers(-128, 128, (4, 3, 3, 3), dtype=np.int8)
+    conv = _lut_as_initializer(conv_model(pads=[1, 1, 1, 1]), lut)
+    got = run_steport(conv, {"X": x, "W": w, "x_zero_point": np.array(200, np.uint8)})[0]
+    assert_bitexact(got, np_conv(x, w, lut, 200, pads=(1, 1, 1, 1)), f"conv {lut_name}")
