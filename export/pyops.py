@@ -135,9 +135,296 @@ def pact(x: np.ndarray, alpha: np.ndarray, *, bits: int) -> np.ndarray:
         return (np.round(v * s) / s).astype(np.float32)  # np.round: half to even
 
 
-# Add the other families' kernels here (ai.steport.binary / approx / logic), e.g.
-#   @numpy_kernel("binary", "BinaryDense")
-#   def binary_dense(x, w_packed, scale=None, *, k: int): ...
+# ---- ai.steport.binary ----------------------------------------------------------------------
+# Independent of the C++ tiles: unpack the weight bits to +-1, binarize the activations, and
+# take the integer dot with a float64 matmul (|dot| <= K <= 2^24: exact), then float32
+# `dot * scale` and `+ bias` (two roundings, as every other implementation).
+
+_BIN_MAX_K = 1 << 24
+
+
+def _sign_pm1(x: np.ndarray) -> np.ndarray:
+    """sign with sign(0) = sign(-0) = +1 and NaN -> -1, as float64 +-1."""
+    return np.where(np.asarray(x) >= 0, 1.0, -1.0)
+
+
+def _unpack_pm1(words: np.ndarray, k: int) -> np.ndarray:
+    """uint64 [..., W] (bit k%64 of word k//64, LSB first) -> float64 +-1 [..., k]; tail bits
+    beyond k ignored."""
+    w = np.ascontiguousarray(words, dtype="<u8")
+    bits = np.unpackbits(w.view(np.uint8), axis=-1, bitorder="little")[..., :k]
+    return bits.astype(np.float64) * 2.0 - 1.0
+
+
+def _check_vec(v, n: int, what: str, op: str) -> np.ndarray:
+    v = np.asarray(v)
+    if v.dtype != np.float32 or v.shape != (n,):
+        raise ValueError(f"{op}: {what} must be float32 [{n}], got {v.dtype} {list(v.shape)}")
+    return v
+
+
+@numpy_kernel("binary", "BinaryGemm")
+def binary_gemm(a: np.ndarray, b: np.ndarray, scale: np.ndarray, bias: np.ndarray, *,
+                k: int) -> np.ndarray:
+    a, b = np.asarray(a), np.asarray(b)
+    if not 1 <= k <= _BIN_MAX_K or a.ndim < 1 or a.shape[-1] != k:
+        raise ValueError(f"BinaryGemm: k={k} must equal A.shape[-1] (A {list(a.shape)}) and "
+                         f"lie in [1, {_BIN_MAX_K}]")
+    kw = (k + 63) // 64
+    if b.dtype != np.uint64 or b.ndim != 2 or b.shape[1] != kw:
+        raise ValueError(f"BinaryGemm: B must be uint64 [N, {kw}], got {b.dtype} {list(b.shape)}")
+    n = b.shape[0]
+    scale = _check_vec(scale, n, "scale", "BinaryGemm")
+    bias = _check_vec(bias, n, "bias", "BinaryGemm")
+    dot = _sign_pm1(a) @ _unpack_pm1(b, k).T  # [..., N], exact integers
+    return (dot.astype(np.float32) * scale) + bias
+
+
+def _conv_windows(xp: np.ndarray, kh: int, kw: int, strides, dilations) -> np.ndarray:
+    """Padded NCHW -> strided view [N, C, OH, OW, kh, kw] (no copy)."""
+    dh, dw = dilations
+    sh, sw = strides
+    v = np.lib.stride_tricks.sliding_window_view(xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1),
+                                                 axis=(2, 3))
+    return v[:, :, ::sh, ::sw, ::dh, ::dw]
+
+
+def _grouped_cols(win: np.ndarray, group: int) -> np.ndarray:
+    """[N, C, OH, OW, kh, kw] -> [G, N*OH*OW, (C/G)*kh*kw] (channel-major, then kh, kw)."""
+    n, c, oh, ow, kh, kw = win.shape
+    cg = c // group
+    v = win.reshape(n, group, cg, oh, ow, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
+    return v.reshape(group, n * oh * ow, cg * kh * kw)
+
+
+def _conv_attrs(op: str, strides, pads, dilations, group: int):
+    strides, pads, dilations = list(strides), list(pads), list(dilations)
+    if len(strides) != 2 or len(dilations) != 2 or len(pads) != 4:
+        raise ValueError(f"{op}: strides and dilations need 2 values, pads 4 [t, l, b, r]; got "
+                         f"{strides}, {dilations}, {pads}")
+    if min(strides) < 1 or min(dilations) < 1 or min(pads) < 0 or group < 1:
+        raise ValueError(f"{op}: bad strides {strides}, dilations {dilations}, pads {pads} or "
+                         f"group {group}")
+    return strides, pads, dilations
+
+
+def _out_hw(op: str, h: int, w: int, kh: int, kw: int, strides, pads, dilations):
+    oh = (h + pads[0] + pads[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
+    ow = (w + pads[1] + pads[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
+    if (h + pads[0] + pads[2] < dilations[0] * (kh - 1) + 1
+            or w + pads[1] + pads[3] < dilations[1] * (kw - 1) + 1):
+        raise ValueError(f"{op}: kernel {kh}x{kw} (dilations {dilations}) larger than the padded "
+                         f"input {h}x{w} + pads {pads}")
+    return oh, ow
+
+
+@numpy_kernel("binary", "BinaryConv2d")
+def binary_conv2d(x: np.ndarray, w: np.ndarray, scale: np.ndarray, bias: np.ndarray, *,
+                  kernel_shape=None, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1),
+                  group: int = 1, pad_value: int = 0) -> np.ndarray:
+    op = "BinaryConv2d"
+    x, w = np.asarray(x), np.asarray(w)
+    strides, pads, dilations = _conv_attrs(op, strides, pads, dilations, group)
+    if pad_value not in (-1, 0, 1):
+        raise ValueError(f"{op}: pad_value must be -1, 0 or 1, got {pad_value}")
+    if x.ndim != 4 or w.ndim != 4 or w.dtype != np.uint64:
+        raise ValueError(f"{op}: X must be NCHW and W uint64 [C_out, KH, KW, words], got X "
+                         f"{list(x.shape)}, W {w.dtype} {list(w.shape)}")
+    n, c_in, h, wd = x.shape
+    c_out, kh, kw, words = w.shape
+    if kernel_shape is not None and list(kernel_shape) != [kh, kw]:
+        raise ValueError(f"{op}: kernel_shape {list(kernel_shape)} does not match W "
+                         f"{list(w.shape)}")
+    if c_in % group or c_out % group:
+        raise ValueError(f"{op}: group {group} must divide C_in {c_in} and C_out {c_out}")
+    cg, og = c_in // group, c_out // group
+    if words != (cg + 63) // 64:
+        raise ValueError(f"{op}: W must have {(cg + 63) // 64} words per tap for C_in/group = "
+                         f"{cg}, got {words}")
+    if cg * kh * kw > _BIN_MAX_K:
+        raise ValueError(f"{op}: reduction length {cg * kh * kw} exceeds {_BIN_MAX_K}")
+    scale = _check_vec(scale, c_out, "scale", op)
+    bias = _check_vec(bias, c_out, "bias", op)
+    oh, ow = _out_hw(op, h, wd, kh, kw, strides, pads, dilations)
+    # padded taps hold pad_value *after* binarization (0 = PyTorch zero padding of sign(x))
+    xp = np.pad(_sign_pm1(x), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])),
+                constant_values=float(pad_value))
+    cols = _grouped_cols(_conv_windows(xp, kh, kw, strides, dilations), group)
+    # weights [C_out, KH, KW, C_in/g] -> [G, og, C_in/g * KH * KW] in the cols' order
+    sw = _unpack_pm1(w, cg).transpose(0, 3, 1, 2).reshape(group, og, cg * kh * kw)
+    dot = np.matmul(cols, sw.transpose(0, 2, 1))  # [G, N*OH*OW, og], exact integers
+    dot = dot.reshape(group, n, oh, ow, og).transpose(1, 0, 4, 2, 3).reshape(n, c_out, oh, ow)
+    return (dot.astype(np.float32) * scale.reshape(1, -1, 1, 1)) + bias.reshape(1, -1, 1, 1)
+
+
+# ---- ai.steport.approx ----------------------------------------------------------------------
+# Sum of LUT entries gathered in int64 over chunks of K (bounded temporaries, no [M, K, N]
+# tensor), minus the exact zero-point correction, wrapped to int32 modulo 2^32.
+
+_APPROX_CHUNK = 1 << 22  # elements of one gathered [M, kc, N] block
+
+
+def _lut_flat(lut: np.ndarray, op: str) -> np.ndarray:
+    lut = np.asarray(lut)
+    if lut.dtype != np.int32 or lut.shape not in ((256, 256), (65536,)):
+        raise ValueError(f"{op}: lut must be int32 [256, 256] or [65536], got {lut.dtype} "
+                         f"{list(lut.shape)}")
+    return lut.reshape(65536).astype(np.int64)
+
+
+def _zero_point(zp, op: str, name: str) -> int:
+    if zp is None:
+        return 0
+    zp = np.asarray(zp)
+    if zp.dtype != np.uint8 or zp.ndim > 1 or zp.size != 1:
+        raise ValueError(f"{op}: {name} must be a uint8 scalar ([] or [1]), got {zp.dtype} "
+                         f"{list(zp.shape)}")
+    return int(zp.reshape(()))
+
+
+def _wrap_i32(y: np.ndarray) -> np.ndarray:
+    return (y.astype(np.int64) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
+
+
+def _lut_gemm(a2: np.ndarray, b: np.ndarray, lut64: np.ndarray, zp: int) -> np.ndarray:
+    """a2 codes [M, K] (uint8), b int8 [K, N] -> int64 [M, N] =
+    sum_k LUT[a, uint8(b)] - zp * sum_k b (not yet wrapped)."""
+    m, k = a2.shape
+    n = b.shape[1]
+    y = np.zeros((m, n), np.int64)
+    if m and n and k:
+        ai = a2.astype(np.intp) * 256
+        bu = b.view(np.uint8).astype(np.intp)
+        kc = max(1, _APPROX_CHUNK // max(1, m * n))
+        for s in range(0, k, kc):
+            idx = ai[:, s:s + kc, None] + bu[None, s:s + kc, :]  # [M, kc, N]
+            y += lut64[idx].sum(axis=1)
+    if zp:
+        y -= zp * b.astype(np.int64).sum(axis=0, keepdims=True)
+    return y
+
+
+@numpy_kernel("approx", "ApproxMatMulInteger")
+def approx_matmul_integer(a: np.ndarray, b: np.ndarray, lut: np.ndarray,
+                          a_zero_point: np.ndarray | None = None) -> np.ndarray:
+    op = "ApproxMatMulInteger"
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype != np.uint8 or b.dtype != np.int8:
+        raise ValueError(f"{op}: A must be uint8 and B int8, got {a.dtype} and {b.dtype}")
+    if a.ndim < 2 or b.ndim != 2 or a.shape[-1] != b.shape[0]:
+        raise ValueError(f"{op}: A must be [..., M, K] and B [K, N] with the same K, got "
+                         f"{list(a.shape)} and {list(b.shape)}")
+    lut64 = _lut_flat(lut, op)
+    zp = _zero_point(a_zero_point, op, "a_zero_point")
+    y = _lut_gemm(a.reshape(-1, a.shape[-1]), b, lut64, zp)
+    return _wrap_i32(y).reshape(*a.shape[:-1], b.shape[1])
+
+
+@numpy_kernel("approx", "ApproxConvInteger")
+def approx_conv_integer(x: np.ndarray, w: np.ndarray, lut: np.ndarray,
+                        x_zero_point: np.ndarray | None = None, *, strides=(1, 1),
+                        pads=(0, 0, 0, 0), dilations=(1, 1), group: int = 1) -> np.ndarray:
+    op = "ApproxConvInteger"
+    x, w = np.asarray(x), np.asarray(w)
+    strides, pads, dilations = _conv_attrs(op, strides, pads, dilations, group)
+    if x.dtype != np.uint8 or w.dtype != np.int8 or x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"{op}: X must be uint8 NCHW and W int8 [C_out, C_in/group, kH, kW], "
+                         f"got {x.dtype} {list(x.shape)} and {w.dtype} {list(w.shape)}")
+    n, c_in, h, wd = x.shape
+    c_out, cg, kh, kw = w.shape
+    if c_in % group or c_out % group or cg * group != c_in:
+        raise ValueError(f"{op}: channels do not fit group={group}: X {list(x.shape)}, "
+                         f"W {list(w.shape)}")
+    lut64 = _lut_flat(lut, op)
+    zp = _zero_point(x_zero_point, op, "x_zero_point")
+    oh, ow = _out_hw(op, h, wd, kh, kw, strides, pads, dilations)
+    og = c_out // group
+    # padding stands for real 0, i.e. the zero-point code
+    xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])),
+                constant_values=np.uint8(zp))
+    cols = _grouped_cols(_conv_windows(xp, kh, kw, strides, dilations), group)
+    wg = w.reshape(group, og, cg * kh * kw)
+    y = np.stack([_lut_gemm(cols[g], np.ascontiguousarray(wg[g].T), lut64, zp)
+                  for g in range(group)])  # [G, N*OH*OW, og]
+    y = y.reshape(group, n, oh, ow, og).transpose(1, 0, 4, 2, 3).reshape(n, c_out, oh, ow)
+    return _wrap_i32(y)
+
+
+# ---- ai.steport.logic -----------------------------------------------------------------------
+# Bits are x != 0 (NaN -> 1); each layer gathers its two operand columns and looks the gate up
+# in the flat 16x4 truth table at 4*id + 2a + b.
+
+_TRUTH = ((np.arange(16)[:, None] >> (3 - np.arange(4)[None, :])) & 1).astype(np.uint8).reshape(-1)
+_LOGIC_MAX_WIDTH = 1 << 24
+
+
+def _logic_tensors(x, ia, ib, g, op: str):
+    x, ia, ib, g = (np.asarray(t) for t in (x, ia, ib, g))
+    if x.ndim != 2 or x.dtype.kind != "f":
+        raise ValueError(f"{op}: X must be a 2-D float tensor [N, in], got {x.dtype} "
+                         f"{list(x.shape)}")
+    for name, t in (("idx_a", ia), ("idx_b", ib)):
+        if t.ndim != 1 or t.dtype != np.int64:
+            raise ValueError(f"{op}: {name} must be 1-D int64, got {t.dtype} {list(t.shape)}")
+    if g.ndim != 1 or g.dtype not in (np.uint8, np.int64):
+        raise ValueError(f"{op}: gate_ids must be 1-D uint8 or int64, got {g.dtype} "
+                         f"{list(g.shape)}")
+    if not ia.shape == ib.shape == g.shape:
+        raise ValueError(f"{op}: idx_a, idx_b, gate_ids lengths differ: {ia.size}, {ib.size}, "
+                         f"{g.size}")
+    return x, ia, ib, g
+
+
+def _logic_layer(bits: np.ndarray, ia, ib, g, what: str) -> np.ndarray:
+    """bits uint8 {0,1} [N, in] -> uint8 {0,1} [N, out]."""
+    width = bits.shape[1]
+    for name, t in (("idx_a", ia), ("idx_b", ib)):
+        if t.size and (int(t.min()) < 0 or int(t.max()) >= width):
+            raise ValueError(f"{what}: {name} out of range [0, {width}): min {int(t.min())}, "
+                             f"max {int(t.max())}")
+    g = g.astype(np.int64)
+    if g.size and (int(g.min()) < 0 or int(g.max()) > 15):
+        raise ValueError(f"{what}: gate id out of range [0, 15]: min {int(g.min())}, "
+                         f"max {int(g.max())}")
+    k = (g * 4).astype(np.intp) + 2 * bits[:, ia].astype(np.intp) + bits[:, ib]
+    return _TRUTH[k]
+
+
+@numpy_kernel("logic", "LogicLayer")
+def logic_layer(x, idx_a, idx_b, gate_ids) -> np.ndarray:
+    x, ia, ib, g = _logic_tensors(x, idx_a, idx_b, gate_ids, "LogicLayer")
+    bits = (x != 0).astype(np.uint8)  # NaN != 0: 1
+    return _logic_layer(bits, ia, ib, g, "LogicLayer").astype(x.dtype)
+
+
+@numpy_kernel("logic", "LogicNet")
+def logic_net(x, idx_a, idx_b, gate_ids, *, layer_sizes, num_classes: int,
+              tau: float = 1.0) -> np.ndarray:
+    op = "LogicNet"
+    x, ia, ib, g = _logic_tensors(x, idx_a, idx_b, gate_ids, op)
+    sizes = list(layer_sizes)
+    if not sizes or any(not isinstance(s, int) or not 1 <= s <= _LOGIC_MAX_WIDTH for s in sizes):
+        raise ValueError(f"{op}: layer_sizes must be a non-empty list of ints in "
+                         f"[1, {_LOGIC_MAX_WIDTH}], got {sizes}")
+    if not 1 <= x.shape[1] <= _LOGIC_MAX_WIDTH:
+        raise ValueError(f"{op}: input width must be in [1, {_LOGIC_MAX_WIDTH}], got {x.shape[1]}")
+    if sum(sizes) != ia.size:
+        raise ValueError(f"{op}: sum(layer_sizes) = {sum(sizes)} but the index/gate tensors "
+                         f"have {ia.size} entries")
+    if not isinstance(num_classes, int) or num_classes < 1 or sizes[-1] % num_classes:
+        raise ValueError(f"{op}: last layer width {sizes[-1]} is not a multiple of "
+                         f"num_classes {num_classes}")
+    t = np.float32(tau)  # the ONNX attribute is float32
+    if not (np.isfinite(t) and t > 0):
+        raise ValueError(f"{op}: tau must be positive and finite, got {tau}")
+    h = (x != 0).astype(np.uint8)
+    start = 0
+    for li, size in enumerate(sizes):
+        sl = slice(start, start + size)
+        h = _logic_layer(h, ia[sl], ib[sl], g[sl], f"{op} layer {li}")
+        start += size
+    counts = h.reshape(h.shape[0], num_classes, sizes[-1] // num_classes).sum(-1, dtype=np.int64)
+    return (counts.astype(np.float32) / t).astype(x.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,7 +540,7 @@ def _attr_value(spec_attr, proto: onnx.AttributeProto | None):
         if isinstance(v, bytes):
             v = v.decode()
     if spec_attr.kind in ("ints", "floats"):
-        return json.dumps(list(v))
+        return json.dumps(None if v is None else list(v))  # None: optional, absent (null)
     return v
 
 
