@@ -70,6 +70,49 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def markdown(rows: list[dict], mach: dict) -> str:
+    """One table per bench: case, threads, impl, time, speedup vs the case's baseline."""
+    out = [f"Machine: {mach['cpu']} ({mach['cores']} cores), onnxruntime {mach['onnxruntime']}, "
+           f"steport {mach['steport']} (best ISA {mach['steport_build']['best_isa']}), "
+           f"{mach['date']}.", ""]
+    for bench in dict.fromkeys(d["bench"] for d in rows):
+        out += [f"### {bench}", "", "| case | threads | impl | time per call | vs baseline |",
+                "|---|---|---|---|---|"]
+        for d in (r for r in rows if r["bench"] == bench):
+            t = d["seconds"]
+            ts = f"{t * 1e3:.3f} ms" if t >= 1e-4 else f"{t * 1e6:.2f} µs"
+            sp = d.get("speedup_vs_baseline")
+            sps = f"baseline ({d['impl']})" if d.get("baseline") is None else \
+                (f"**{sp:.2f}×**" if d["impl"] == "steport" and sp else (f"{sp:.2f}×" if sp else "-"))
+            out.append(f"| {d['case']} | {d['threads']} | {d['impl']} | {ts} | {sps} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Speedup of steport over each case's baseline (log scale), one bar per case/threads."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [d for d in rows if d["impl"] == "steport" and d.get("speedup_vs_baseline")]
+    if not pts:
+        return
+    fig, ax = plt.subplots(figsize=(max(6, 0.32 * len(pts)), 4))
+    labels = [f"{d['bench']} {d['case']} t{d['threads']}" for d in pts]
+    ax.bar(range(len(pts)), [d["speedup_vs_baseline"] for d in pts],
+           color=["tab:green" if d["speedup_vs_baseline"] >= 1 else "tab:red" for d in pts])
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_ylabel("speedup vs baseline (x)")
+    ax.set_xticks(range(len(pts)), labels, rotation=90, fontsize=6)
+    ax.set_title("steport kernels vs baselines (same run)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--all", action="store_true", help="every bench module (the default)")
     ap.add_argument("--quick", action="store_true", help="small cases, few repeats (smoke)")
@@ -105,8 +148,11 @@ def run_from_args(args) -> int:
     print(table(result))
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), "quick": args.quick, "rows": result}, indent=2))
-    print(f"wrote {out}")
+    mach = machine()
+    out.write_text(json.dumps({"machine": mach, "quick": args.quick, "rows": result}, indent=2))
+    out.with_suffix(".md").write_text(markdown(result, mach))
+    plot(result, out.with_suffix(".png"))
+    print(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
     return 0
 
 

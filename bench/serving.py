@@ -1,30 +1,63 @@
 """Serving: `steport serve` under N concurrent loopback clients, dynamic batching vs
 batch-1 (each request run alone). Row.seconds = wall seconds per request (1/throughput);
-p50/p99 latency, throughput and errors are in Row.extra."""
+p50/p99 latency, throughput and errors are in Row.extra.
+
+Models: a memory-bound fp32 MLP (1024 -> 4096 -> 1024, 32 MiB of weights: a batch-1 call
+reads every weight for one row, so merging requests is where batching pays off) and, from
+a checkout, the tests' model of each family (small: HTTP/JSON work dominates)."""
 from __future__ import annotations
 
 import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from .common import Context, Row
 
 
-def _models(folder: Path) -> dict[str, Path]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.deploy.models import FAMILY_MODELS
+def _heavy_mlp(folder: Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-    return {name: build(folder)[0] for name, build in FAMILY_MODELS.items()}
+    from steport.registry import IR_VERSION, ONNX_OPSET
+
+    rng = np.random.default_rng(0)
+    w1 = (rng.standard_normal((1024, 4096)) * 0.03).astype(np.float32)
+    w2 = (rng.standard_normal((4096, 1024)) * 0.03).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("MatMul", ["r", "W2"], ["y"])], "heavy_mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1024])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1024])],
+        [numpy_helper.from_array(w1, "W1"), numpy_helper.from_array(w2, "W2")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
+                          ir_version=IR_VERSION)
+    path = folder / "heavy_mlp.onnx"
+    onnx.save(m, path)
+    return path
+
+
+def _models(folder: Path, quick: bool) -> dict[str, Path]:
+    models = {"heavy_mlp": _heavy_mlp(folder)}
+    root = Path(__file__).resolve().parent.parent
+    if (root / "tests" / "deploy" / "models.py").is_file():  # a checkout, not a wheel
+        sys.path.insert(0, str(root))
+        from tests.deploy.models import FAMILY_MODELS
+
+        names = ["pact", "binary"] if quick else sorted(FAMILY_MODELS)
+        models.update({n: FAMILY_MODELS[n](folder)[0] for n in names})
+    return models
 
 
 def run(ctx: Context) -> list[Row]:
     from steport.deploy.loadtest import compare_batching
 
     rows: list[Row] = []
-    seconds = 2.0 if ctx.quick else 10.0
+    seconds = 2.0 if ctx.quick else 8.0
     clients = 8 if ctx.quick else 16
     with tempfile.TemporaryDirectory() as d:
-        for name, path in _models(Path(d)).items():
+        for name, path in _models(Path(d), ctx.quick).items():
             for t in ctx.threads:
                 res = compare_batching(path, clients=clients, seconds=seconds, threads=t)
                 case = f"{name} clients={clients} rows=1"

@@ -79,3 +79,6 @@ def test_bench_writes_ratios(tmp_path):
     rows = [x for x in data["rows"] if x["impl"] == "steport"]
     assert rows and all(x["speedup_vs_baseline"] > 0 for x in rows)
     assert "speedup" in r.stdout or "baseline" in r.stdout
+    md = out.with_suffix(".md").read_text()
+    assert "### pact" in md and "| n=" in md
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"

@@ -85,3 +85,19 @@ def test_library_loads_in_this_onnxruntime():
     so = ort.SessionOptions()
     so.register_custom_ops_library(steport.library_path())
     assert ort.__version__.startswith("1.31"), "tested pin: onnxruntime 1.31 (headers are 1.21)"
+
+
+def test_header_port_types_come_from_the_registry():
+    """The C++ bindings take port types and optional inputs from the generated header; a
+    port that allows several types is declared 0 (checked by the kernel)."""
+    from steport.registry.__main__ import ONNX_TYPES
+
+    text = header_text()
+    for op in OPS:
+        codes = ", ".join(str(ONNX_TYPES[p.types[0]] if len(p.types) == 1 else 0) for p in op.inputs)
+        assert f'kName = "{op.name}";\n  static constexpr int kVersion = {op.version};' in text
+        assert f"kInputTypes[] = {{{codes}}};" in text
+    # ONNX's own numbering is what ORT uses for element types
+    assert ONNX_TYPES["float"] == onnx.TensorProto.FLOAT and ONNX_TYPES["uint64"] == onnx.TensorProto.UINT64
+    names = {"float16": "FLOAT16", "double": "DOUBLE"}
+    assert all(getattr(onnx.TensorProto, names.get(k, k.upper())) == v for k, v in ONNX_TYPES.items())

@@ -646,36 +646,14 @@ struct MatMulCuda {
 };
 #endif
 
-struct MatMulDesc : DescBase {
-  static constexpr const char* kName = spec_mm::kName;
-  static constexpr int kVersion = spec_mm::kVersion;
-  static std::vector<ONNXTensorElementDataType> InputTypes() {
-    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8,
-            ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8};
-  }
-  static std::vector<ONNXTensorElementDataType> OutputTypes() {
-    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32};
-  }
-  static std::vector<bool> OptionalInputs() { return {false, false, false, true}; }
-};
+using MatMulDesc = SpecDesc<spec_mm::Spec>;
 #ifdef STEPORT_WITH_CUDA
 struct MatMulCudaDesc : MatMulDesc {
   static const char* ExecutionProvider() { return "CUDAExecutionProvider"; }
   static bool CpuInput(size_t i) { return i == 3; }
 };
 #endif
-struct ConvDesc : DescBase {
-  static constexpr const char* kName = spec_conv::kName;
-  static constexpr int kVersion = spec_conv::kVersion;
-  static std::vector<ONNXTensorElementDataType> InputTypes() {
-    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8,
-            ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8};
-  }
-  static std::vector<ONNXTensorElementDataType> OutputTypes() {
-    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32};
-  }
-  static std::vector<bool> OptionalInputs() { return {false, false, false, true}; }
-};
+using ConvDesc = SpecDesc<spec_conv::Spec>;
 
 }  // namespace
 

@@ -94,17 +94,7 @@ struct GemmCuda {
 };
 #endif
 
-struct GemmDesc : DescBase {
-  static constexpr const char* kName = spec_gemm::kName;
-  static constexpr int kVersion = spec_gemm::kVersion;
-  static std::vector<ONNXTensorElementDataType> InputTypes() {
-    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64,
-            ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
-  }
-  static std::vector<ONNXTensorElementDataType> OutputTypes() {
-    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
-  }
-};
+using GemmDesc = SpecDesc<spec_gemm::Spec>;
 #ifdef STEPORT_WITH_CUDA
 struct GemmCudaDesc : GemmDesc {
   static const char* ExecutionProvider() { return "CUDAExecutionProvider"; }
@@ -185,17 +175,7 @@ struct ConvCpu {
   }
 };
 
-struct ConvDesc : DescBase {
-  static constexpr const char* kName = spec_conv::kName;
-  static constexpr int kVersion = spec_conv::kVersion;
-  static std::vector<ONNXTensorElementDataType> InputTypes() {
-    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64,
-            ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
-  }
-  static std::vector<ONNXTensorElementDataType> OutputTypes() {
-    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
-  }
-};
+using ConvDesc = SpecDesc<spec_conv::Spec>;
 
 }  // namespace
 

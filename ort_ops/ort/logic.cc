@@ -199,23 +199,9 @@ struct LogicLayerCuda {
 };
 #endif
 
-struct LogicDescBase : DescBase {
-  static constexpr int kVersion = spec_net::kVersion;
-  static std::vector<ONNXTensorElementDataType> InputTypes() {
-    // gate_ids: uint8 or int64, checked in ReadNetwork.
-    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64,
-            ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED};
-  }
-  static std::vector<ONNXTensorElementDataType> OutputTypes() {
-    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
-  }
-};
-struct LogicNetDesc : LogicDescBase {
-  static constexpr const char* kName = spec_net::kName;
-};
-struct LogicLayerDesc : LogicDescBase {
-  static constexpr const char* kName = spec::logic::logic_layer::kName;
-};
+// gate_ids may be uint8 or int64 (type 0 in the registry header): checked in ReadNetwork.
+using LogicNetDesc = SpecDesc<spec_net::Spec>;
+using LogicLayerDesc = SpecDesc<spec::logic::logic_layer::Spec>;
 #ifdef STEPORT_WITH_CUDA
 struct LogicNetCudaDesc : LogicNetDesc {
   static const char* ExecutionProvider() { return "CUDAExecutionProvider"; }

@@ -64,15 +64,7 @@ struct PactCuda {
 };
 #endif
 
-struct PactDesc : DescBase {
-  static constexpr const char* kName = spec_pact::kName;
-  static constexpr int kVersion = spec_pact::kVersion;
-  static std::vector<ONNXTensorElementDataType> InputTypes() {
-    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
-  }
-  static std::vector<ONNXTensorElementDataType> OutputTypes() {
-    return {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
-  }
+struct PactDesc : SpecDesc<spec_pact::Spec> {
   static bool CpuInput(size_t i) { return i == 1; }  // alpha
 };
 using PactCpuDesc = PactDesc;

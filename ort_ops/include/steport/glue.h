@@ -121,6 +121,31 @@ struct DescBase {
   static std::vector<bool> OptionalInputs() { return {}; }     // may be shorter than inputs
   static bool CpuInput(size_t) { return false; }  // true: ORT hands this input in host memory
 };
+// A Desc whose name, version, port types and optional inputs come from the registry
+// (generated steport/spec.h: spec::<family>::<op>::Spec), so C++ cannot disagree with it.
+template <typename S>
+struct SpecDesc : DescBase {
+  static constexpr const char* kName = S::kName;
+  static constexpr int kVersion = S::kVersion;
+  static std::vector<ONNXTensorElementDataType> InputTypes() {
+    return Types(S::kInputTypes, S::kNumInputs);
+  }
+  static std::vector<ONNXTensorElementDataType> OutputTypes() {
+    return Types(S::kOutputTypes, S::kNumOutputs);
+  }
+  static std::vector<bool> OptionalInputs() {
+    // parentheses: braces would make a 2-element initializer_list of pointer->bool
+    return std::vector<bool>(S::kOptionalInputs, S::kOptionalInputs + S::kNumInputs);
+  }
+
+ private:
+  static std::vector<ONNXTensorElementDataType> Types(const int* t, int n) {
+    std::vector<ONNXTensorElementDataType> v;
+    for (int i = 0; i < n; ++i) v.push_back(static_cast<ONNXTensorElementDataType>(t[i]));
+    return v;
+  }
+};
+
 template <typename Desc, typename K>
 struct Op : Ort::CustomOpBase<Op<Desc, K>, KernelBox<K>, /*WithStatus=*/true> {
   Op() {

@@ -9,6 +9,17 @@ import sys
 from . import DOMAIN_VERSION, DOMAINS, OPS
 
 
+# ONNX TensorProto element types (the same numbers as ONNXTensorElementDataType).
+ONNX_TYPES = {"float": 1, "uint8": 2, "int8": 3, "uint16": 4, "int16": 5, "int32": 6,
+              "int64": 7, "string": 8, "bool": 9, "float16": 10, "double": 11, "uint32": 12,
+              "uint64": 13}
+
+
+def _type_code(types: tuple[str, ...]) -> int:
+    """One allowed type -> its code; several -> 0 (undefined: the kernel checks)."""
+    return ONNX_TYPES[types[0]] if len(types) == 1 else 0
+
+
 def _ident(name: str) -> str:
     """CamelCase / snake_case -> snake_case C++ identifier."""
     return re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", name).lower()
@@ -30,6 +41,19 @@ def header_text() -> str:
             out.append(f"constexpr int kVersion = {op.version};")
             out.append(f"constexpr int kNumInputs = {len(op.inputs)};")
             out.append(f"constexpr int kNumOutputs = {len(op.outputs)};")
+            ins = ", ".join(str(_type_code(p.types)) for p in op.inputs)
+            opt = ", ".join("true" if p.optional else "false" for p in op.inputs)
+            outs = ", ".join(str(_type_code(p.types)) for p in op.outputs)
+            out.append("// Ports for the ORT binding (ONNX element types, 0 = several allowed).")
+            out.append("struct Spec {")
+            out.append(f'  static constexpr const char* kName = "{op.name}";')
+            out.append(f"  static constexpr int kVersion = {op.version};")
+            out.append(f"  static constexpr int kNumInputs = {len(op.inputs)};")
+            out.append(f"  static constexpr int kNumOutputs = {len(op.outputs)};")
+            out.append(f"  static constexpr int kInputTypes[] = {{{ins}}};")
+            out.append(f"  static constexpr bool kOptionalInputs[] = {{{opt}}};")
+            out.append(f"  static constexpr int kOutputTypes[] = {{{outs}}};")
+            out.append("};")
             for a in op.attrs:
                 cname = "".join(p.capitalize() for p in a.name.split("_"))
                 ctype = "int64_t" if a.kind in ("int", "ints") else "double"
