@@ -79,6 +79,7 @@ class _HTTPServer(ThreadingHTTPServer):
         self.conn_lock = threading.Lock()
         self.conns: set = set()
         self.active = 0
+        self.rejecting = threading.BoundedSemaphore(32)  # concurrent 503-at-accept answers
         super().__init__(addr, handler)
 
     def process_request(self, request, client_address):
@@ -87,16 +88,34 @@ class _HTTPServer(ThreadingHTTPServer):
             if not over:
                 self.active += 1
         if over:
-            body = b'{"error":"too many connections"}'
-            try:
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                b"Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
-                                str(len(body)).encode() + b"\r\n\r\n" + body)
-            except OSError:
-                pass
-            self.shutdown_request(request)
+            # Answer off the accept loop: the client may still be sending its request, and
+            # closing with unread data would reset the connection before it reads the 503.
+            if self.rejecting.acquire(blocking=False):
+                threading.Thread(target=self._reject, args=(request,), daemon=True).start()
+            else:  # a flood of rejects: don't spend a thread on each
+                self.shutdown_request(request)
             return
         super().process_request(request, client_address)
+
+    def _reject(self, request) -> None:
+        body = b'{"error":"too many connections"}'
+        try:
+            request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                            b"Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
+                            str(len(body)).encode() + b"\r\n\r\n" + body)
+            request.shutdown(socket.SHUT_WR)
+            request.settimeout(0.2)  # drain what the client already sent, bounded
+            drained, deadline = 0, time.monotonic() + 0.5
+            while drained < (1 << 20) and time.monotonic() < deadline:
+                chunk = request.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except OSError:
+            pass
+        finally:
+            request.close()
+            self.rejecting.release()
 
     def process_request_thread(self, request, client_address):
         try:
@@ -108,6 +127,9 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY: the status line + headers and the body go out in separate writes; with
+    # Nagle on, the body waits for the client's delayed ACK (~40 ms per request).
+    disable_nagle_algorithm = True
     server_version = "steport"
     sys_version = ""
     server: _HTTPServer
