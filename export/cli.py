@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -86,6 +85,3 @@ def _per_node(args) -> int:
     print(report.table())
     return 0 if report.ok else 1
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(1)
