@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from .protocol import InferRequest, RequestError, check_inputs, encode_response, parse_infer_request
+from .protocol import InferRequest, RequestError, encode_response
 from .repository import Model, Policy, load_model
 
 Response = tuple[int, bytes, dict[str, str]]   # status, body, headers
@@ -82,17 +82,7 @@ class SteportReplica:
 
     def parse(self, body: bytes, header_len: str | None) -> tuple[InferRequest, list[str]]:
         """Validated request and the output names to return; raises RequestError."""
-        m = self.model
-        try:
-            hl = int(header_len) if header_len is not None else None
-        except ValueError:
-            raise RequestError(f"bad Inference-Header-Content-Length {header_len!r}") from None
-        req = parse_infer_request(body, hl, m.inputs, m.policy.max_elements)
-        names = req.outputs if req.outputs is not None else list(m.outputs)
-        unknown = [n for n in names if n not in m.outputs]
-        if unknown:
-            raise RequestError(f"unknown outputs {unknown}; the model has {list(m.outputs)}")
-        check_inputs(req.inputs, m.inputs, m.policy.allow_nonfinite, m.max_batch)
+        req, names, _rows = self.model.parse_request(body, header_len)
         return req, names
 
     def respond(self, req: InferRequest, names: list[str], result: tuple) -> Response:

@@ -16,7 +16,8 @@ from typing import Callable
 import numpy as np
 
 from .batcher import DynamicBatcher
-from .protocol import ORT_TO_V2, TensorSpec
+from .protocol import (ORT_TO_V2, RequestError, TensorSpec, check_inputs,
+                       parse_infer_request)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -72,6 +73,22 @@ class Model:
         return {"name": self.name, "versions": [self.version], "platform": "onnxruntime_onnx",
                 "inputs": [s.to_json() for s in self.inputs.values()],
                 "outputs": [s.to_json() for s in self.outputs.values()]}
+
+    def parse_request(self, body: bytes, header_len: str | None):
+        """Validated v2 infer request for this model: (request, output names to return,
+        batch rows or None). Shared by `steport serve` and the Ray Serve deployment;
+        raises RequestError."""
+        try:
+            hl = int(header_len) if header_len is not None else None
+        except ValueError:
+            raise RequestError(f"bad Inference-Header-Content-Length {header_len!r}") from None
+        req = parse_infer_request(body, hl, self.inputs, self.policy.max_elements)
+        names = req.outputs if req.outputs is not None else list(self.outputs)
+        unknown = [n for n in names if n not in self.outputs]
+        if unknown:
+            raise RequestError(f"unknown outputs {unknown}; the model has {list(self.outputs)}")
+        rows = check_inputs(req.inputs, self.inputs, self.policy.allow_nonfinite, self.max_batch)
+        return req, names, rows
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         if self.adapter is not None:
@@ -131,8 +148,6 @@ def _is_image_model(meta: dict) -> bool:
 
 def _pack_image_feeds(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     from steport.export.preprocess import ImageInputError, pack_images
-
-    from .protocol import RequestError
 
     try:
         return pack_images(list(feeds[IMAGE_INPUT].ravel()))

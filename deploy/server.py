@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from .batcher import DynamicBatcher, QueueFull, Stopped
 from .metrics import Registry
-from .protocol import RequestError, check_inputs, encode_response, parse_infer_request
+from .protocol import RequestError, encode_response
 from .repository import Repository
 
 JSON = "application/json"
@@ -335,17 +335,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if not app.ready:
             raise RequestError("server is shutting down", 503, {"Retry-After": "1"})
-        hl = self.headers.get("Inference-Header-Content-Length")
-        try:
-            header_len = int(hl) if hl is not None else None
-        except ValueError:
-            raise RequestError(f"bad Inference-Header-Content-Length {hl!r}") from None
-        req = parse_infer_request(body, header_len, model.inputs, model.policy.max_elements)
-        names = req.outputs if req.outputs is not None else list(model.outputs)
-        unknown = [n for n in names if n not in model.outputs]
-        if unknown:
-            raise RequestError(f"unknown outputs {unknown}; the model has {list(model.outputs)}")
-        rows = check_inputs(req.inputs, model.inputs, model.policy.allow_nonfinite, model.max_batch)
+        req, names, rows = model.parse_request(
+            body, self.headers.get("Inference-Header-Content-Length"))
         try:
             fut = model.batcher.submit(req.inputs, rows if model.batchable else None)
         except QueueFull as e:
