@@ -27,6 +27,18 @@ constexpr int64_t kLutSize = 65536;
 
 int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// Output columns [lo, hi) whose input column iw = ow * sw + off lies inside [0, Wd): the
+// taps in between read the image, the rest are padding. 0 <= lo <= hi <= OW.
+struct ColRange {
+  int64_t lo, hi;
+};
+ColRange ValidColumns(int64_t off, int64_t sw, int64_t Wd, int64_t OW) {
+  int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+  int64_t hi = Wd - 1 - off < 0 ? 0 : (Wd - 1 - off) / sw + 1;
+  lo = std::min(lo, OW);
+  return {lo, std::max(lo, std::min(hi, OW))};
+}
+
 // LUT input: int32, shape [256, 256] or [65536] (anything else would index out of bounds).
 const int32_t* ReadLut(Ort::KernelContext& ctx, size_t i) {
   InputView l = GetInput(ctx, i, "lut");
@@ -510,10 +522,7 @@ struct ConvCpu {
           for (int64_t kw = 0; kw < KW; ++kw) {
             uint8_t* row = cols + ((c * KH + kh) * KW + kw) * Lp;
             const int64_t off = kw * dw - pl;  // iw = ow * sw + off
-            int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
-            int64_t hi = Wd - 1 - off < 0 ? 0 : (Wd - 1 - off) / sw + 1;
-            lo = std::min(lo, OW);
-            hi = std::max(lo, std::min(hi, OW));
+            const auto [lo, hi] = ValidColumns(off, sw, Wd, OW);
             for (int64_t oh = 0; oh < OH; ++oh) {
               const int64_t ih = oh * sh - pt + kh * dh;
               uint8_t* r = row + oh * OW;
@@ -593,12 +602,8 @@ struct ConvCpu {
             const uint8_t wb = static_cast<uint8_t>(wp[(c * KH + kh) * KW + kw]);
             const int32_t* row = prep.lut_t.data() + int64_t(wb) * 256;
             const uint32_t pad_val = static_cast<uint32_t>(row[zp]);
-            const int64_t off = kw * dw - pl;  // iw = ow*sw + off
-            // valid ow: 0 <= ow*sw + off < Wd
-            int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
-            int64_t hi = Wd - 1 - off < 0 ? 0 : (Wd - 1 - off) / sw + 1;
-            lo = std::min(lo, OW);
-            hi = std::max(lo, std::min(hi, OW));
+            const int64_t off = kw * dw - pl;  // iw = ow * sw + off
+            const auto [lo, hi] = ValidColumns(off, sw, Wd, OW);
             for (int64_t oh = 0; oh < OH; ++oh) {
               const int64_t ih = oh * sh - pt + kh * dh;
               int32_t* acc = yo + oh * OW;
