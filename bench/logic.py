@@ -1,6 +1,7 @@
 """Logic-gate networks: the exported LogicNet in ORT (steport kernel) vs the same network as
-generated C compiled with gcc -O3 (the difflogic approach: one bitwise expression per gate
-over 64-sample words, called through ctypes) vs the PyTorch discrete op.
+generated C compiled with gcc -O3 -march=native (the difflogic approach: one bitwise
+expression per gate over 64-sample words, called through ctypes; once with difflogic's
+ripple counter for GroupSum, once with our carry-save counter) vs the PyTorch discrete op.
 
 MNIST-sized nets (784 inputs, 4 x 8000 gates, 10 classes; --quick: 4 x 2000) on synthetic
 binary inputs. Every implementation takes float [N, 784] and returns float [N, 10]; their
@@ -57,10 +58,14 @@ _C_CHUNK = 500  # gates per generated function: gcc -O3 time grows fast with fun
 
 
 def c_source(n_in, sizes, ia, ib, g, k) -> str:
-    """One C statement per gate over uint64 words (64 samples), plus packing and a
-    bit-sliced GroupSum counter (the same counting scheme as the steport kernel). Gates are
-    emitted in functions of _C_CHUNK statements so gcc -O3 compiles a 32k-gate net in
-    seconds rather than tens of minutes (one call per 500 gates costs nothing at run time)."""
+    """One C statement per gate over uint64 words (64 samples), input packing, and GroupSum
+    as a bit-sliced counter, in two entry points sharing the gates:
+      logic_net      counts like difflogic's generated C (every unit ripples through all
+                     count planes);
+      logic_net_csa  counts with the carry-save (Harley-Seal) tree the steport kernel uses,
+                     so a comparison against it isolates gate evaluation.
+    Gates are emitted in functions of _C_CHUNK statements so gcc -O3 compiles a 32k-gate
+    net in seconds rather than tens of minutes (one call per 500 gates costs nothing)."""
     lines = ["#include <stdint.h>", "#include <string.h>",
              f"static __thread uint64_t v0[{n_in}];"]
     for li, s in enumerate(sizes):
@@ -78,44 +83,74 @@ def c_source(n_in, sizes, ia, ib, g, k) -> str:
         off += s
     last, width = len(sizes), sizes[-1]
     grp = width // k
-    planes = max(1, int(grp).bit_length())
+    planes = max(4, int(grp).bit_length())
     lines += [
-        "void logic_net(const float* x, long n, float* y, float tau) {",
-        "  for (long r0 = 0; r0 < n; r0 += 64) {",
-        "    long rows = n - r0 < 64 ? n - r0 : 64;",
-        "    memset(v0, 0, sizeof v0);",
-        "    for (long s = 0; s < rows; ++s) {",
-        f"      const float* row = x + (r0 + s) * {n_in};",
-        f"      for (int f = 0; f < {n_in}; ++f) v0[f] |= (uint64_t)(row[f] != 0.0f) << s;",
-        "    }"]
-    lines += [f"    {name}();" for name in chunks]
-    lines += [
-        f"    for (int c = 0; c < {k}; ++c) {{",
-        f"      uint64_t p[{planes}] = {{0}};",
-        f"      for (int u = 0; u < {grp}; ++u) {{",
-        f"        uint64_t carry = v{last}[c * {grp} + u];",
-        f"        for (int q = 0; q < {planes}; ++q) {{ uint64_t t = p[q]; p[q] = t ^ carry; carry &= t; }}",
-        "      }",
-        "      for (long s = 0; s < rows; ++s) {",
-        "        long cnt = 0;",
-        f"        for (int q = 0; q < {planes}; ++q) cnt |= (long)((p[q] >> s) & 1) << q;",
-        f"        y[(r0 + s) * {k} + c] = (float)cnt / tau;",
-        "      }", "    }", "  }", "}"]
+        "static void ripple(uint64_t* p, int from, uint64_t carry) {",
+        f"  for (int q = from; q < {planes}; ++q) {{ uint64_t t = p[q]; p[q] = t ^ carry; carry &= t; }}",
+        "}",
+        "#define CSA(h, l, a, b, c) do { uint64_t u_ = (a) ^ (b), c_ = (c); "
+        "h = ((a) & (b)) | (u_ & c_); l = u_ ^ c_; } while (0)",
+        "static void count_csa(const uint64_t* x, uint64_t* p) {",
+        "  uint64_t ones = 0, twos = 0, fours = 0, eights = 0, ta, tb, fa, fb, ea, eb, sx;",
+        f"  memset(p, 0, {planes} * sizeof(uint64_t));",
+        "  int u = 0;",
+        f"  for (; u + 16 <= {grp}; u += 16) {{",
+        "    const uint64_t* y = x + u;",
+        "    CSA(ta, ones, ones, y[0], y[1]); CSA(tb, ones, ones, y[2], y[3]); CSA(fa, twos, twos, ta, tb);",
+        "    CSA(ta, ones, ones, y[4], y[5]); CSA(tb, ones, ones, y[6], y[7]); CSA(fb, twos, twos, ta, tb);",
+        "    CSA(ea, fours, fours, fa, fb);",
+        "    CSA(ta, ones, ones, y[8], y[9]); CSA(tb, ones, ones, y[10], y[11]); CSA(fa, twos, twos, ta, tb);",
+        "    CSA(ta, ones, ones, y[12], y[13]); CSA(tb, ones, ones, y[14], y[15]); CSA(fb, twos, twos, ta, tb);",
+        "    CSA(eb, fours, fours, fa, fb);",
+        "    CSA(sx, eights, eights, ea, eb);",
+        "    ripple(p, 4, sx);",
+        "  }",
+        "  p[0] = ones; p[1] = twos; p[2] = fours; p[3] = eights;",
+        f"  for (; u < {grp}; ++u) ripple(p, 0, x[u]);",
+        "}"]
+    for fn, csa in (("logic_net", False), ("logic_net_csa", True)):
+        lines += [
+            f"void {fn}(const float* x, long n, float* y, float tau) {{",
+            "  for (long r0 = 0; r0 < n; r0 += 64) {",
+            "    long rows = n - r0 < 64 ? n - r0 : 64;",
+            "    memset(v0, 0, sizeof v0);",
+            "    for (long s = 0; s < rows; ++s) {",
+            f"      const float* row = x + (r0 + s) * {n_in};",
+            f"      for (int f = 0; f < {n_in}; ++f) v0[f] |= (uint64_t)(row[f] != 0.0f) << s;",
+            "    }"]
+        lines += [f"    {name}();" for name in chunks]
+        lines += [f"    for (int c = 0; c < {k}; ++c) {{",
+                  f"      uint64_t p[{planes}] = {{0}};"]
+        if csa:
+            lines.append(f"      count_csa(v{last} + c * {grp}, p);")
+        else:
+            lines.append(f"      for (int u = 0; u < {grp}; ++u) ripple(p, 0, v{last}[c * {grp} + u]);")
+        lines += [
+            "      for (long s = 0; s < rows; ++s) {",
+            "        long cnt = 0;",
+            f"        for (int q = 0; q < {planes}; ++q) cnt |= (long)((p[q] >> s) & 1) << q;",
+            f"        y[(r0 + s) * {k} + c] = (float)cnt / tau;",
+            "      }", "    }", "  }", "}"]
     return "\n".join(lines) + "\n"
+
+
+# difflogic compiles its generated C with -march=native; so do we (for both entry points).
+C_FLAGS = ["-O3", "-march=native"]
 
 
 def compile_c(src: str, tmp: str) -> ctypes.CDLL:
     c, so = os.path.join(tmp, "net.c"), os.path.join(tmp, "net.so")
     with open(c, "w") as f:
         f.write(src)
-    subprocess.run(["gcc", "-O3", "-shared", "-fPIC", "-o", so, c], check=True)
+    subprocess.run(["gcc", *C_FLAGS, "-shared", "-fPIC", "-o", so, c], check=True)
     lib = ctypes.CDLL(so)
-    lib.logic_net.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_float]
-    lib.logic_net.restype = None
+    for fn in (lib.logic_net, lib.logic_net_csa):
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_float]
+        fn.restype = None
     return lib
 
 
-def c_runner(lib, x: np.ndarray, k: int, tau: float, threads: int):
+def c_runner(fn, x: np.ndarray, k: int, tau: float, threads: int):
     y = np.empty((x.shape[0], k), np.float32)
     # split on 64-sample boundaries; ctypes releases the GIL during the call
     step = -(-x.shape[0] // threads // 64) * 64 or 64
@@ -124,7 +159,7 @@ def c_runner(lib, x: np.ndarray, k: int, tau: float, threads: int):
 
     def one(p):
         b, e = p
-        lib.logic_net(x[b:].ctypes.data, e - b, y[b:].ctypes.data, tau)
+        fn(x[b:].ctypes.data, e - b, y[b:].ctypes.data, tau)
 
     def run():
         if pool is None:
@@ -149,9 +184,11 @@ def run(ctx: Context) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         lib = compile_c(c_source(n_in, sizes, ia, ib, g, k), tmp)
         for t in ctx.threads:
-            c_run = c_runner(lib, x, k, tau, t)
-            assert np.array_equal(c_run(), ref), "generated C disagrees with the PyTorch op"
-            rows.append(Row("logic", case, "c-gcc-O3", t, timeit(c_run, ctx), items=batch))
+            for impl, fn in (("c-gcc-O3", lib.logic_net), ("c-gcc-O3-csa", lib.logic_net_csa)):
+                c_run = c_runner(fn, x, k, tau, t)
+                assert np.array_equal(c_run(), ref), f"{impl} disagrees with the PyTorch op"
+                rows.append(Row("logic", case, impl, t, timeit(c_run, ctx), items=batch,
+                                baseline=None if impl == "c-gcc-O3" else "c-gcc-O3"))
             sess = session(model, t)
             assert np.array_equal(sess.run(None, {"X": x})[0], ref), "ORT disagrees"
             rows.append(Row("logic", case, "steport-ort", t, time_session(sess, {"X": x}, ctx),

@@ -1,7 +1,9 @@
 // ai.steport.logic bindings: LogicLayer and LogicNet (CPU; CUDA under STEPORT_WITH_CUDA).
 // Everything the kernels index with is validated here first: dtypes, ranks, lengths,
 // every index against its layer's input width, every gate id, the GroupSum split.
+#include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,30 +21,21 @@ namespace {
 namespace spec_net = spec::logic::logic_net;
 constexpr int64_t kMaxWidth = int64_t{1} << 24;  // registry MAX_WIDTH
 
-struct Network {
-  int64_t n = 0, n_in = 0;
+// idx_a, idx_b, gate_ids of all layers, validated except layer 0 against the input width.
+struct Gates {
   std::vector<int64_t> sizes;
-  const float* x = nullptr;
   const int64_t* idx_a = nullptr;
   const int64_t* idx_b = nullptr;
-  std::vector<uint8_t> gates;  // normalized from uint8 or int64
-  std::vector<int64_t> x_shape;
+  std::vector<uint8_t> ids;  // normalized from uint8 or int64
+  int64_t max_input = -1;    // largest layer-0 index: X must be wider
 };
 
-// Reads and validates X, idx_a, idx_b, gate_ids against `sizes` (empty: one layer whose
-// width is the index length, i.e. LogicLayer).
-Network ReadNetwork(Ort::KernelContext& ctx, std::vector<int64_t> sizes) {
-  Network net;
-  InputView x = GetInput(ctx, 0, "X");
-  CheckType(x, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, "X");
-  Check(x.shape.size() == 2, "X must be 2-D [N, in], got shape ", ShapeStr(x.shape));
-  net.n = x.shape[0];
-  net.n_in = x.shape[1];
-  net.x_shape = x.shape;
-  Check(net.n_in >= 1 && net.n_in <= kMaxWidth, "X width must be in [1, ", kMaxWidth, "], got ",
-        net.n_in);
-  InputView ia = GetInput(ctx, 1, "idx_a"), ib = GetInput(ctx, 2, "idx_b"),
-            g = GetInput(ctx, 3, "gate_ids");
+// Validates idx_a, idx_b, gate_ids against `sizes` (empty: one layer whose width is the
+// index length, i.e. LogicLayer). n_in < 0: the input width is not known yet (kernel
+// creation); layer-0 indices are then only checked to be in [0, kMaxWidth).
+Gates ReadGates(const InputView& ia, const InputView& ib, const InputView& g,
+                std::vector<int64_t> sizes, int64_t n_in) {
+  Gates net;
   CheckType(ia, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, "idx_a");
   CheckType(ib, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, "idx_b");
   Check(g.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 || g.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64,
@@ -63,31 +56,31 @@ Network ReadNetwork(Ort::KernelContext& ctx, std::vector<int64_t> sizes) {
   Check(sum == total, "sum(layer_sizes) = ", sum, " but idx_a/idx_b/gate_ids have ", total,
         " entries");
   net.sizes = sizes;
-  net.x = x.data<float>();
   net.idx_a = ia.data<int64_t>();
   net.idx_b = ib.data<int64_t>();
-  net.gates.resize(total);
+  net.ids.resize(total);
   if (g.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) {
     const uint8_t* gp = g.data<uint8_t>();
     for (int64_t i = 0; i < total; ++i) {
       Check(gp[i] <= 15, "gate id ", int(gp[i]), " at position ", i, " is out of range [0, 15]");
-      net.gates[i] = gp[i];
+      net.ids[i] = gp[i];
     }
   } else {
     const int64_t* gp = g.data<int64_t>();
     for (int64_t i = 0; i < total; ++i) {
       Check(gp[i] >= 0 && gp[i] <= 15, "gate id ", gp[i], " at position ", i,
             " is out of range [0, 15]");
-      net.gates[i] = static_cast<uint8_t>(gp[i]);
+      net.ids[i] = static_cast<uint8_t>(gp[i]);
     }
   }
-  int64_t off = 0, width = net.n_in;
+  int64_t off = 0, width = n_in < 0 ? kMaxWidth : n_in;
   for (size_t l = 0; l < sizes.size(); ++l) {
     for (int64_t j = off; j < off + sizes[l]; ++j) {
       Check(net.idx_a[j] >= 0 && net.idx_a[j] < width, "layer ", l, ": idx_a[", j - off, "] = ",
             net.idx_a[j], " is out of range [0, ", width, ")");
       Check(net.idx_b[j] >= 0 && net.idx_b[j] < width, "layer ", l, ": idx_b[", j - off, "] = ",
             net.idx_b[j], " is out of range [0, ", width, ")");
+      if (l == 0) net.max_input = std::max({net.max_input, net.idx_a[j], net.idx_b[j]});
     }
     off += sizes[l];
     width = sizes[l];
@@ -95,10 +88,76 @@ Network ReadNetwork(Ort::KernelContext& ctx, std::vector<int64_t> sizes) {
   return net;
 }
 
-logic::NetPlan Plan(const Network& net, int64_t num_classes, float tau) {
-  return logic::MakePlan(net.n_in, net.sizes, net.idx_a, net.idx_b,
-                         [&](int64_t i) { return net.gates[i]; }, num_classes, tau);
+struct Batch {
+  const float* x = nullptr;
+  int64_t n = 0, n_in = 0;
+};
+
+Batch ReadX(Ort::KernelContext& ctx) {
+  InputView x = GetInput(ctx, 0, "X");
+  CheckType(x, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, "X");
+  Check(x.shape.size() == 2, "X must be 2-D [N, in], got shape ", ShapeStr(x.shape));
+  Check(x.shape[1] >= 1 && x.shape[1] <= kMaxWidth, "X width must be in [1, ", kMaxWidth,
+        "], got ", x.shape[1]);
+  return {x.data<float>(), x.shape[0], x.shape[1]};
 }
+
+Gates ReadGates(Ort::KernelContext& ctx, const std::vector<int64_t>& sizes, int64_t n_in) {
+  return ReadGates(GetInput(ctx, 1, "idx_a"), GetInput(ctx, 2, "idx_b"),
+                   GetInput(ctx, 3, "gate_ids"), sizes, n_in);
+}
+
+// The plan of a node whose idx_a, idx_b and gate_ids are constant initializers (the
+// exported case) is built once, at kernel creation; other nodes plan on every call.
+class PlanCache {
+ public:
+  PlanCache(const OrtKernelInfo* info, const std::vector<int64_t>& sizes, int64_t num_classes,
+            float tau)
+      : sizes_(sizes), num_classes_(num_classes), tau_(tau) {
+    InputView v[3];
+    for (size_t i = 0; i < 3; ++i) {
+      int is_const = 0;
+      const OrtValue* value = nullptr;
+      OrtStatus* st = Ort::GetApi().KernelInfoGetConstantInput_tensor(info, i + 1, &is_const, &value);
+      if (st) {
+        Ort::GetApi().ReleaseStatus(st);
+        return;
+      }
+      if (!is_const || !value) return;
+      v[i].value = Ort::ConstValue(value);
+      if (!v[i].value.IsTensor()) return;
+      auto ti = v[i].value.GetTensorTypeAndShapeInfo();
+      v[i].shape = ti.GetShape();
+      v[i].type = ti.GetElementType();
+      v[i].present = true;
+    }
+    try {
+      Gates gates = ReadGates(v[0], v[1], v[2], sizes_, -1);
+      max_input_ = gates.max_input;
+      plan_ = Build(gates);
+    } catch (const OpError&) {
+      // invalid constants: Compute reads them again and reports the error
+    }
+  }
+
+  // The plan for this call; validates the gate inputs unless they are constant.
+  const logic::NetPlan& Get(Ort::KernelContext& ctx, const Batch& x, logic::NetPlan& scratch) {
+    if (plan_ && x.n_in > max_input_) return *plan_;
+    Gates gates = ReadGates(ctx, sizes_, x.n_in);
+    scratch = Build(gates);
+    return scratch;
+  }
+
+ private:
+  logic::NetPlan Build(const Gates& g) const {
+    return logic::MakePlan(g.sizes, g.idx_a, g.idx_b, g.ids.data(), num_classes_, tau_);
+  }
+  std::vector<int64_t> sizes_;
+  int64_t num_classes_;
+  float tau_;
+  std::optional<logic::NetPlan> plan_;
+  int64_t max_input_ = -1;
+};
 
 struct NetAttrs {
   std::vector<int64_t> sizes;
@@ -120,62 +179,57 @@ struct NetAttrs {
   }
 };
 
-struct CpuRunner {
-  Isa isa = SelectIsa();
-  void Run(Ort::KernelContext& ctx, const Network& net, const logic::NetPlan& plan, float* y) {
-    logic::ForwardFn fn = isa == Isa::kAvx512 ? logic::ForwardAvx512
-                          : isa == Isa::kAvx2 ? logic::ForwardAvx2
-                                              : logic::ForwardPortable;
-    const int64_t words = isa == Isa::kAvx512 ? logic::kWordsAvx512
-                          : isa == Isa::kAvx2 ? logic::kWordsAvx2
-                                              : logic::kWordsPortable;
-    const int64_t block = 64 * words;
-    const int64_t blocks = (net.n + block - 1) / block;
-    const float* x = net.x;
-    const int64_t n = net.n;
-    ParallelFor(ctx, blocks, 1, [&](int64_t b, int64_t e) { fn(plan, x, n, b, e, y); });
-  }
-};
+void RunCpu(Ort::KernelContext& ctx, Isa isa, const Batch& x, const logic::NetPlan& plan,
+            float* y) {
+  const logic::Kernel k = logic::SelectKernel(isa, std::max(plan.max_width, x.n_in));
+  const int64_t block = 64 * k.words;
+  const int64_t blocks = (x.n + block - 1) / block;
+  ParallelFor(ctx, blocks, 1,
+              [&](int64_t b, int64_t e) { k.forward(plan, x.x, x.n, x.n_in, b, e, y); });
+}
 
 struct LogicNetCpu {
   NetAttrs attrs;
-  CpuRunner runner;
-  explicit LogicNetCpu(const OrtKernelInfo* info) : attrs(info) {}
+  PlanCache plans;
+  Isa isa = SelectIsa();
+  explicit LogicNetCpu(const OrtKernelInfo* info)
+      : attrs(info), plans(info, attrs.sizes, attrs.num_classes, attrs.tau) {}
   void Compute(Ort::KernelContext& ctx) {
-    Network net = ReadNetwork(ctx, attrs.sizes);
-    auto out = ctx.GetOutput(0, std::vector<int64_t>{net.n, attrs.num_classes});
-    if (net.n == 0) return;
-    logic::NetPlan plan = Plan(net, attrs.num_classes, attrs.tau);
-    runner.Run(ctx, net, plan, out.GetTensorMutableData<float>());
+    Batch x = ReadX(ctx);
+    logic::NetPlan scratch;
+    const logic::NetPlan& plan = plans.Get(ctx, x, scratch);
+    auto out = ctx.GetOutput(0, std::vector<int64_t>{x.n, attrs.num_classes});
+    if (x.n > 0) RunCpu(ctx, isa, x, plan, out.GetTensorMutableData<float>());
   }
 };
 
 struct LogicLayerCpu {
-  CpuRunner runner;
-  explicit LogicLayerCpu(const OrtKernelInfo*) {}
+  PlanCache plans;
+  Isa isa = SelectIsa();
+  explicit LogicLayerCpu(const OrtKernelInfo* info) : plans(info, {}, 0, 1.0f) {}
   void Compute(Ort::KernelContext& ctx) {
-    Network net = ReadNetwork(ctx, {});
-    auto out = ctx.GetOutput(0, std::vector<int64_t>{net.n, net.sizes[0]});
-    if (net.n == 0) return;
-    logic::NetPlan plan = Plan(net, 0, 1.0f);
-    runner.Run(ctx, net, plan, out.GetTensorMutableData<float>());
+    Batch x = ReadX(ctx);
+    logic::NetPlan scratch;
+    const logic::NetPlan& plan = plans.Get(ctx, x, scratch);
+    auto out = ctx.GetOutput(0, std::vector<int64_t>{x.n, plan.layers[0].out_width});
+    if (x.n > 0) RunCpu(ctx, isa, x, plan, out.GetTensorMutableData<float>());
   }
 };
 
 #ifdef STEPORT_WITH_CUDA
 // Index/gate inputs are host-memory inputs (CpuInput) so they are validated on the host;
 // the launcher uploads the packed gate table.
-void RunCuda(Ort::KernelContext& ctx, const Network& net, int64_t num_classes, float tau,
-             float* y) {
-  if (net.n == 0) return;
-  std::vector<int32_t> table(net.gates.size() * 3);
-  for (size_t i = 0; i < net.gates.size(); ++i) {
+void RunCuda(Ort::KernelContext& ctx, const Batch& x, const Gates& net, int64_t num_classes,
+             float tau, float* y) {
+  if (x.n == 0) return;
+  std::vector<int32_t> table(net.ids.size() * 3);
+  for (size_t i = 0; i < net.ids.size(); ++i) {
     table[3 * i] = static_cast<int32_t>(net.idx_a[i]);
     table[3 * i + 1] = static_cast<int32_t>(net.idx_b[i]);
-    table[3 * i + 2] = net.gates[i];
+    table[3 * i + 2] = net.ids[i];
   }
   auto stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
-  cuda::Check(cuda::LogicForwardLaunch(stream, net.x, net.n, net.n_in, table.data(),
+  cuda::Check(cuda::LogicForwardLaunch(stream, x.x, x.n, x.n_in, table.data(),
                                        net.sizes.data(), static_cast<int>(net.sizes.size()),
                                        num_classes, tau, y),
               "LogicNet");
@@ -184,22 +238,24 @@ struct LogicNetCuda {
   NetAttrs attrs;
   explicit LogicNetCuda(const OrtKernelInfo* info) : attrs(info) {}
   void Compute(Ort::KernelContext& ctx) {
-    Network net = ReadNetwork(ctx, attrs.sizes);
-    auto out = ctx.GetOutput(0, std::vector<int64_t>{net.n, attrs.num_classes});
-    RunCuda(ctx, net, attrs.num_classes, attrs.tau, out.GetTensorMutableData<float>());
+    Batch x = ReadX(ctx);
+    Gates net = ReadGates(ctx, attrs.sizes, x.n_in);
+    auto out = ctx.GetOutput(0, std::vector<int64_t>{x.n, attrs.num_classes});
+    RunCuda(ctx, x, net, attrs.num_classes, attrs.tau, out.GetTensorMutableData<float>());
   }
 };
 struct LogicLayerCuda {
   explicit LogicLayerCuda(const OrtKernelInfo*) {}
   void Compute(Ort::KernelContext& ctx) {
-    Network net = ReadNetwork(ctx, {});
-    auto out = ctx.GetOutput(0, std::vector<int64_t>{net.n, net.sizes[0]});
-    RunCuda(ctx, net, 0, 1.0f, out.GetTensorMutableData<float>());
+    Batch x = ReadX(ctx);
+    Gates net = ReadGates(ctx, {}, x.n_in);
+    auto out = ctx.GetOutput(0, std::vector<int64_t>{x.n, net.sizes[0]});
+    RunCuda(ctx, x, net, 0, 1.0f, out.GetTensorMutableData<float>());
   }
 };
 #endif
 
-// gate_ids may be uint8 or int64 (type 0 in the registry header): checked in ReadNetwork.
+// gate_ids may be uint8 or int64 (type 0 in the registry header): checked in ReadGates.
 using LogicNetDesc = SpecDesc<spec_net::Spec>;
 using LogicLayerDesc = SpecDesc<spec::logic::logic_layer::Spec>;
 #ifdef STEPORT_WITH_CUDA

@@ -167,6 +167,57 @@ def test_threads_agree_large_batch():
     assert_bitexact(run_steport(m, {"X": x}, threads=2)[0], ref)
 
 
+@pytest.mark.parametrize("g", [1, 15, 16, 17, 31, 33, 255, 256, 257, 1037])
+def test_group_sum_counter(g, isa):
+    """Units per class around the carry-save tree's 16-unit steps and the plane boundaries;
+    class 0 is all ones (count = g, the top plane), class 2 all zeros."""
+    k, n = 3, 130
+    ia, ib, gates, sizes = random_net(n_in=40, sizes=(50, k * g), seed=g)
+    gates[50:50 + g] = 15
+    gates[50 + 2 * g:] = 0
+    x = (np.random.default_rng(g).random((n, 40)) > 0.5).astype(np.float32)
+    ref = torch_net(x, ia, ib, gates, sizes, k, 1.0)
+    assert ref[:, 0].tolist() == [g] * n and not ref[:, 2].any()
+    assert_bitexact(run_steport(net_model(ia, ib, gates, sizes, k, 1.0), {"X": x})[0], ref,
+                    f"kernel[{isa}] g={g}")
+
+
+def test_wide_layers_use_the_narrow_block(isa):
+    """Layers wider than 4096 units switch AVX-512 to 256-sample blocks."""
+    ia, ib, g, sizes = random_net(sizes=(4100, 4097, 60))
+    x = (np.random.default_rng(5).random((300, 37)) > 0.5).astype(np.float32)
+    ref = torch_net(x, ia, ib, g, sizes, 3, 2.0)
+    assert_bitexact(run_steport(net_model(ia, ib, g, sizes, 3, 2.0), {"X": x})[0], ref, isa)
+
+
+def test_gate_inputs_fed_at_run_time():
+    """idx_a / idx_b / gate_ids as graph inputs: validated and planned on every call (the
+    constant-initializer plan cache is not used), so each call may bring another network."""
+    ia, ib, g, sizes = random_net()
+    x = (np.random.default_rng(2).random((70, 37)) > 0.5).astype(np.float32)
+    feeds = {"X": x, "idx_a": ia, "idx_b": ib, "gate_ids": g}
+    m = single_node_model(NET, feeds, out_ranks=[2], layer_sizes=sizes, num_classes=4, tau=1.5)
+    sess = steport.session(m.SerializeToString())
+    assert_bitexact(sess.run(None, feeds)[0], torch_net(x, ia, ib, g, sizes, 4, 1.5))
+    ia2, ib2, g2, _ = random_net(seed=7)
+    feeds2 = {"X": x, "idx_a": ia2, "idx_b": ib2, "gate_ids": g2}
+    assert_bitexact(sess.run(None, feeds2)[0], torch_net(x, ia2, ib2, g2, sizes, 4, 1.5))
+    bad = dict(feeds2, idx_b=np.where(np.arange(ib2.size) == 80, 70, ib2))
+    with pytest.raises(Exception, match=r"layer 1: idx_b\[10\] = 70 is out of range \[0, 70\)"):
+        sess.run(None, bad)
+
+
+def test_constant_plan_checks_input_width():
+    """A plan built from constant initializers still checks X's width on every call."""
+    ia, ib, g, sizes = random_net()
+    sess = steport.session(net_model(ia, ib, g, sizes, 4, 1.0).SerializeToString())
+    narrow = int(max(ia[:70].max(), ib[:70].max()))
+    with pytest.raises(Exception, match=rf"layer 0: idx_.\[\d+\] = {narrow} is out of range"):
+        sess.run(None, {"X": np.ones((2, narrow), np.float32)})
+    wide = np.ones((2, 50), np.float32)  # wider inputs are fine: extra features unused
+    assert_bitexact(sess.run(None, {"X": wide})[0], torch_net(wide, ia, ib, g, sizes, 4, 1.0))
+
+
 def test_empty_batch():
     ia, ib, g, sizes = random_net()
     m = net_model(ia, ib, g, sizes, 4, 1.0)
@@ -292,3 +343,14 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.steport.logic_net.default,
                           (x, *map(torch.from_numpy, (ia, ib, g)), sizes, 4, 1.5),
                           test_utils=("test_schema", "test_faketensor"))
+
+
+def test_bench_c_generator_matches_torch(tmp_path):
+    """The benchmark's generated-C baseline (both GroupSum counters) computes the same net."""
+    from steport.bench.logic import c_runner, c_source, compile_c
+    ia, ib, g, sizes = random_net(sizes=(100, 3 * 37))
+    x = (np.random.default_rng(4).random((130, 37)) > 0.5).astype(np.float32)
+    ref = torch_net(x, ia, ib, g, sizes, 3, 1.5)
+    lib = compile_c(c_source(37, sizes, ia, ib, g, 3), str(tmp_path))
+    for fn in (lib.logic_net, lib.logic_net_csa):
+        assert_bitexact(c_runner(fn, x, 3, 1.5, 1)(), ref)

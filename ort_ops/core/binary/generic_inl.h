@@ -1,10 +1,13 @@
 // Plain-C++ loops shared by the portable and AVX2 builds (the compiler vectorizes the inner
-// loops with whatever the translation unit is compiled for).
+// loops with whatever the translation unit is compiled for). Internal linkage (anonymous
+// namespace) so each translation unit keeps its own copy: with `inline` alone the linker
+// would keep only the first (portable) one for both builds.
 #pragma once
 #include <algorithm>
 #include <cstdint>
 
 namespace steport::binary {
+namespace {
 
 inline void PackChannelsGeneric(const float* src, int64_t cstride, int64_t c, int64_t npx,
                                 uint64_t* dst, int64_t dstride) {
@@ -28,4 +31,5 @@ inline void ConvOutGeneric(const int32_t* pop, int64_t n, int32_t base, float sc
   }
 }
 
+}  // namespace
 }  // namespace steport::binary

@@ -1,6 +1,7 @@
 // The packed forward pass, templated on W (words per unit per block). Included by one
-// translation unit per ISA, compiled with that ISA's flags: the fixed-W inner loops over
-// words become AVX2 / AVX-512 vector bit ops there (and scalar code in the portable TU).
+// translation unit per ISA and compiled with that ISA's flags. All word arithmetic uses
+// GCC/Clang vector types of W uint64 lanes, so one gate on a block is one 128/256/512-bit
+// bit op in the portable/AVX2/AVX-512 builds.
 #pragma once
 #include <cstring>
 #include <utility>
@@ -8,12 +9,30 @@
 
 #include "logic.h"
 
-namespace steport::logic::impl {
+// Bit s of a word is sample s; GroupSum also reads words as two 32-bit halves.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "packed words assume little endian");
 
-// The 16 gates as word-wide bit ops (id convention: bit 3 = f(0,0) ... bit 0 = f(1,1)).
-template <int G>
-inline uint64_t Gate(uint64_t a, uint64_t b) {
-  if constexpr (G == 0) return 0;
+// Everything here has internal linkage (anonymous namespace): each ISA translation unit
+// keeps its own copy compiled with its own flags. With external linkage the linker would
+// keep one copy of e.g. GroupSum<4> for both the AVX2 and the AVX-512 build.
+namespace steport::logic::impl {
+namespace {
+
+template <int W>
+struct Words {
+  typedef uint64_t V __attribute__((vector_size(8 * W)));
+  static V Load(const uint64_t* p) {
+    V v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void Store(uint64_t* p, V v) { std::memcpy(p, &v, sizeof v); }
+};
+
+// The 16 gates as bit ops (id convention: bit 3 = f(0,0) ... bit 0 = f(1,1)).
+template <int G, typename V>
+inline V Gate(V a, V b) {
+  if constexpr (G == 0) return V{};
   if constexpr (G == 1) return a & b;
   if constexpr (G == 2) return a & ~b;
   if constexpr (G == 3) return a;
@@ -28,121 +47,176 @@ inline uint64_t Gate(uint64_t a, uint64_t b) {
   if constexpr (G == 12) return ~a;
   if constexpr (G == 13) return ~a | b;
   if constexpr (G == 14) return ~(a & b);
-  if constexpr (G == 15) return ~uint64_t{0};
+  if constexpr (G == 15) return ~V{};
 }
 
+// One run of same-gate slots: out[j] = gate(in[a[j]], in[b[j]]), stores sequential.
 template <int G, int W>
-void RunGroup(const uint64_t* __restrict in, uint64_t* __restrict out, const int32_t* a,
-              const int32_t* b, const int32_t* d, int64_t count) {
-  for (int64_t j = 0; j < count; ++j) {
-    const uint64_t* pa = in + int64_t(a[j]) * W;
-    const uint64_t* pb = in + int64_t(b[j]) * W;
-    uint64_t* po = out + int64_t(d[j]) * W;
-    for (int w = 0; w < W; ++w) po[w] = Gate<G>(pa[w], pb[w]);
-  }
+void RunGates(const uint64_t* __restrict in, uint64_t* __restrict out, const int32_t* a,
+              const int32_t* b, int64_t count) {
+  using X = Words<W>;
+  for (int64_t j = 0; j < count; ++j)
+    X::Store(out + j * W, Gate<G>(X::Load(in + int64_t(a[j]) * W), X::Load(in + int64_t(b[j]) * W)));
 }
 
 template <int W, size_t... G>
 void RunLayer(const LayerPlan& l, const uint64_t* in, uint64_t* out, std::index_sequence<G...>) {
-  ((l.start[G + 1] > l.start[G]
-        ? RunGroup<G, W>(in, out, l.a.data() + l.start[G], l.b.data() + l.start[G],
-                         l.dst.data() + l.start[G], l.start[G + 1] - l.start[G])
-        : void()),
-   ...);
+  using Fn = void (*)(const uint64_t*, uint64_t*, const int32_t*, const int32_t*, int64_t);
+  static constexpr Fn kFns[16] = {&RunGates<int(G), W>...};
+  for (const Run& r : l.runs)
+    kFns[r.gate](in, out + int64_t(r.begin) * W, l.a.data() + r.begin, l.b.data() + r.begin,
+                 r.end - r.begin);
 }
 
-// Packs rows [r0, r0 + rows) of x into words[f * W + w] (zero-padded past the last row).
-// First into a [w][f] scratch, contiguous in f so the per-row loop vectorizes, then
-// interleaved into the [f][w] layout the gates read.
-template <int W>
-void Pack(const float* x, int64_t n_in, int64_t r0, int64_t rows, uint64_t* words,
-          std::vector<uint64_t>& scratch) {
-  scratch.assign(size_t(n_in) * W, 0);
-  uint64_t* tmp = scratch.data();
-  for (int64_t s = 0; s < rows; ++s) {
-    const float* row = x + (r0 + s) * n_in;
-    uint64_t* col = tmp + (s >> 6) * n_in;
-    const int sh = int(s & 63);
-    for (int64_t f = 0; f < n_in; ++f) col[f] |= uint64_t(row[f] != 0.0f) << sh;
+// Packs rows [r0, r0 + rows) of x into words[f * W + w] (zero-padded past the last row);
+// `tmp` holds (n_in + 16) * W words. Portable version: first into a [w][f] scratch,
+// contiguous in f so the per-row loop vectorizes, then interleaved into the [f][w] layout
+// the gates read. The AVX2 / AVX-512 builds pass their own packer (compare to a bit mask,
+// then a bit transpose), see logic_avx2.cc / logic_avx512.cc.
+struct GenericPack {
+  template <int W>
+  static void Pack(const float* x, int64_t n_in, int64_t r0, int64_t rows, uint64_t* words,
+                   uint64_t* tmp) {
+    std::memset(tmp, 0, sizeof(uint64_t) * n_in * W);
+    for (int64_t s = 0; s < rows; ++s) {
+      const float* row = x + (r0 + s) * n_in;
+      uint64_t* col = tmp + (s >> 6) * n_in;
+      const int sh = int(s & 63);
+      for (int64_t f = 0; f < n_in; ++f) col[f] |= uint64_t(row[f] != 0.0f) << sh;
+    }
+    for (int64_t f = 0; f < n_in; ++f)
+      for (int w = 0; w < W; ++w) words[f * W + w] = tmp[w * n_in + f];
   }
-  for (int64_t f = 0; f < n_in; ++f)
-    for (int w = 0; w < W; ++w) words[f * W + w] = tmp[w * n_in + f];
+};
+
+// Carry-save adder: h:l = a + b + c (bitwise, per sample).
+template <typename V>
+inline void Csa(V& h, V& l, V a, V b, V c) {
+  const V u = a ^ b;
+  h = (a & b) | (u & c);
+  l = u ^ c;
 }
 
-// GroupSum on packed words: per class, a bit-sliced counter (planes[p][w] = bit p of the
-// count of every sample) fed by a carry-save full adder two units at a time.
+constexpr int kMaxPlanes = 26;  // counts up to 2^24 units per class
+
+// Bit-sliced count of `g` units (words at units[u * W]): plane p of the result holds bit p
+// of every sample's count. Harley-Seal: a carry-save tree folds 16 units into one "sixteens"
+// word, which ripples into planes 4 and up; leftover units ripple in from plane 0.
+template <int W>
+void CountUnits(const uint64_t* units, int64_t g, int nplanes,
+                typename Words<W>::V* planes) {
+  using X = Words<W>;
+  using V = typename X::V;
+  for (int p = 0; p < kMaxPlanes; ++p) planes[p] = V{};
+  V ones{}, twos{}, fours{}, eights{};
+  int64_t u = 0;
+  for (; u + 16 <= g; u += 16) {
+    const uint64_t* q = units + u * W;
+    auto x = [&](int i) { return X::Load(q + i * W); };
+    V twos_a, twos_b, fours_a, fours_b, eights_a, eights_b, sixteens;
+    Csa(twos_a, ones, ones, x(0), x(1));
+    Csa(twos_b, ones, ones, x(2), x(3));
+    Csa(fours_a, twos, twos, twos_a, twos_b);
+    Csa(twos_a, ones, ones, x(4), x(5));
+    Csa(twos_b, ones, ones, x(6), x(7));
+    Csa(fours_b, twos, twos, twos_a, twos_b);
+    Csa(eights_a, fours, fours, fours_a, fours_b);
+    Csa(twos_a, ones, ones, x(8), x(9));
+    Csa(twos_b, ones, ones, x(10), x(11));
+    Csa(fours_a, twos, twos, twos_a, twos_b);
+    Csa(twos_a, ones, ones, x(12), x(13));
+    Csa(twos_b, ones, ones, x(14), x(15));
+    Csa(fours_b, twos, twos, twos_a, twos_b);
+    Csa(eights_b, fours, fours, fours_a, fours_b);
+    Csa(sixteens, eights, eights, eights_a, eights_b);
+    V carry = sixteens;
+    for (int p = 4; p < nplanes; ++p) {
+      const V t = planes[p];
+      planes[p] = t ^ carry;
+      carry &= t;
+    }
+  }
+  planes[0] = ones;
+  planes[1] = twos;
+  planes[2] = fours;
+  planes[3] = eights;
+  for (; u < g; ++u) {
+    V carry = X::Load(units + u * W);
+    for (int p = 0; p < nplanes; ++p) {
+      const V t = planes[p];
+      planes[p] = t ^ carry;
+      carry &= t;
+    }
+  }
+}
+
+// GroupSum on packed words: class c owns slots [c * g, (c + 1) * g) of the last layer.
 template <int W>
 void GroupSum(const uint64_t* words, int64_t width, int64_t k, float tau, int64_t rows,
-              float* y, std::vector<uint64_t>& planes_buf) {
+              float* y) {
+  using V = typename Words<W>::V;
   const int64_t g = width / k;
   int nplanes = 1;
   while ((int64_t{1} << nplanes) <= g) ++nplanes;
-  planes_buf.assign(size_t(nplanes) * W, 0);
-  uint64_t* planes = planes_buf.data();
+  V planes[kMaxPlanes];
+  uint32_t count[64 * W];
   for (int64_t c = 0; c < k; ++c) {
-    std::memset(planes, 0, sizeof(uint64_t) * nplanes * W);
-    const uint64_t* grp = words + c * g * W;
-    int64_t u = 0;
-    for (; u + 2 <= g; u += 2) {
-      for (int w = 0; w < W; ++w) {
-        const uint64_t x1 = grp[u * W + w], x2 = grp[(u + 1) * W + w], p0 = planes[w];
-        const uint64_t t = p0 ^ x1;
-        planes[w] = t ^ x2;
-        uint64_t carry = (p0 & x1) | (t & x2);  // weight-2 carry of p0 + x1 + x2
-        for (int p = 1; p < nplanes; ++p) {
-          const uint64_t q = planes[p * W + w];
-          planes[p * W + w] = q ^ carry;
-          carry &= q;
-        }
+    CountUnits<W>(words + c * g * W, g, nplanes, planes);
+    // counts of the block's 64*W samples from the planes, in 32-sample halves so the
+    // inner loop vectorizes as 32-bit lanes
+    std::memset(count, 0, sizeof count);
+    for (int p = 0; p < nplanes; ++p) {
+      uint32_t halves[2 * W];
+      std::memcpy(halves, &planes[p], sizeof halves);
+      for (int h = 0; h < 2 * W; ++h) {
+        const uint32_t bits = halves[h];
+        uint32_t* cnt = count + 32 * h;
+        for (int s = 0; s < 32; ++s) cnt[s] |= ((bits >> s) & 1u) << p;
       }
     }
-    if (u < g) {
-      for (int w = 0; w < W; ++w) {
-        uint64_t carry = grp[u * W + w];
-        for (int p = 0; p < nplanes; ++p) {
-          const uint64_t q = planes[p * W + w];
-          planes[p * W + w] = q ^ carry;
-          carry &= q;
-        }
-      }
-    }
-    for (int64_t s = 0; s < rows; ++s) {
-      const int w = int(s >> 6), sh = int(s & 63);
-      int64_t count = 0;
-      for (int p = 0; p < nplanes; ++p) count |= int64_t((planes[p * W + w] >> sh) & 1) << p;
-      y[s * k + c] = static_cast<float>(count) / tau;
-    }
+    for (int64_t s = 0; s < rows; ++s) y[s * k + c] = static_cast<float>(count[s]) / tau;
   }
 }
 
-template <int W>
-void Forward(const NetPlan& plan, const float* x, int64_t n, int64_t block_begin,
+// Per-thread buffers, kept across calls (ORT reuses its pool threads) unless large.
+inline uint64_t* Scratch(size_t words, std::vector<uint64_t>& local) {
+  constexpr size_t kKeep = size_t{4} << 20;  // words (32 MiB)
+  thread_local std::vector<uint64_t> kept;
+  std::vector<uint64_t>& buf = words <= kKeep ? kept : local;
+  if (buf.size() < words) buf.resize(words);
+  return buf.data();
+}
+
+template <int W, typename Packer = GenericPack>
+void Forward(const NetPlan& plan, const float* x, int64_t n, int64_t n_in, int64_t block_begin,
              int64_t block_end, float* y) {
   constexpr int64_t kBlock = 64 * W;
-  std::vector<uint64_t> buf0(size_t(plan.max_width) * W), buf1(size_t(plan.max_width) * W);
-  std::vector<uint64_t> planes, scratch;
+  const size_t unit_words = size_t(plan.max_width > n_in + 16 ? plan.max_width : n_in + 16) * W;
+  std::vector<uint64_t> local;
+  uint64_t* buf = Scratch(3 * unit_words, local);
   for (int64_t blk = block_begin; blk < block_end; ++blk) {
     const int64_t r0 = blk * kBlock;
     const int64_t rows = n - r0 < kBlock ? n - r0 : kBlock;
-    uint64_t* cur = buf0.data();
-    uint64_t* nxt = buf1.data();
-    Pack<W>(x, plan.n_in, r0, rows, cur, scratch);
+    uint64_t* cur = buf;
+    uint64_t* nxt = buf + unit_words;
+    Packer::template Pack<W>(x, n_in, r0, rows, cur, buf + 2 * unit_words);
     for (const LayerPlan& l : plan.layers) {
       RunLayer<W>(l, cur, nxt, std::make_index_sequence<16>{});
       std::swap(cur, nxt);
     }
     const int64_t width = plan.layers.back().out_width;
     if (plan.num_classes > 0) {
-      GroupSum<W>(cur, width, plan.num_classes, plan.tau, rows, y + r0 * plan.num_classes,
-                  planes);
+      GroupSum<W>(cur, width, plan.num_classes, plan.tau, rows, y + r0 * plan.num_classes);
     } else {
       for (int64_t s = 0; s < rows; ++s) {
         float* yr = y + (r0 + s) * width;
         const int w = int(s >> 6), sh = int(s & 63);
-        for (int64_t j = 0; j < width; ++j) yr[j] = float((cur[j * W + w] >> sh) & 1);
+        for (int64_t j = 0; j < width; ++j)
+          yr[j] = float((cur[int64_t(plan.out_slot[j]) * W + w] >> sh) & 1);
       }
     }
   }
 }
 
+}  // namespace
 }  // namespace steport::logic::impl
