@@ -146,29 +146,38 @@ class GradFactor(nn.Module):
 class ThresholdBinarize(nn.Module):
     """Real inputs [N, ...] -> bits [N, F*T]: feature f, threshold t -> 1.0 if x_f > t.
 
-    Bits are ordered feature-major (the T thresholds of a feature are adjacent). Exports as
+    Bits are ordered feature-major (the T thresholds of a feature are adjacent). With
+    ``flatten=False`` images stay images: [N, C, H, W] -> [N, C*T, H, W] (for LogicConv2d). Exports as
     standard Greater + Cast. ``thresholds`` is an int T (equally spaced (j+1)/(T+1), for data
     in [0, 1]) or an explicit list."""
 
-    def __init__(self, thresholds: int | Sequence[float] = 3):
+    def __init__(self, thresholds: int | Sequence[float] = 3, flatten: bool = True):
         super().__init__()
         if isinstance(thresholds, int):
             if thresholds < 1:
                 raise ValueError("need at least one threshold")
             thresholds = [(j + 1) / (thresholds + 1) for j in range(thresholds)]
         self.register_buffer("thresholds", torch.tensor(list(thresholds), dtype=torch.float32))
+        self.flatten = flatten
 
     @property
     def num_thresholds(self) -> int:
         return self.thresholds.numel()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.flatten:  # [N, C, H, W] -> [N, C*T, H, W] (channel c, threshold t: c*T + t)
+            bits = (x[:, :, None] > self.thresholds[:, None, None]).to(x.dtype)
+            return bits.flatten(1, 2)
         x = x.flatten(1)
         return (x[..., None] > self.thresholds).to(x.dtype).flatten(1)
 
 
 class LogicNetwork(nn.Module):
     """[binarizer] -> LogicDense / GradFactor layers -> GroupSum, fused at eval and export.
+
+    ``binarizer`` is any front end that yields bits, e.g. ``ThresholdBinarize`` or a
+    convolutional stage (ThresholdBinarize(flatten=False), LogicConv2d, OrPool2d); its output
+    is flattened.
 
     Training runs the relaxed layers. Eval runs the discrete network through the
     ``steport::logic_net`` op, exactly what the exported ``LogicNet`` node computes."""

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..layers.logic import GradFactor, GroupSum, LogicDense, LogicNetwork, ThresholdBinarize
+from ..layers.logic_conv import LogicConv2d, OrPool2d
 from . import register_model
 
 
@@ -40,3 +41,30 @@ def logic_net(in_channels: int = 1, num_classes: int = 10, image_size: int = 8,
     return logic_gate_network(in_channels * image_size * image_size, num_classes, list(widths),
                               tau, thresholds, mode, connections, init, residual_logit,
                               grad_factor, seed)
+
+
+@register_model("logic_conv_net")
+def logic_conv_net(in_channels: int = 1, num_classes: int = 10, image_size: int = 8,
+                   thresholds: int | list = 3, channels: int = 64, kernel_size: int = 3,
+                   depth: int = 3, widths: Sequence[int] = (4000, 4000), tau: float = 10.0,
+                   mode: str = "soft", init: str = "random", residual_logit: float = 5.0,
+                   seed: int = 0) -> LogicNetwork:
+    """Convolutional logic net for small images: thresholds -> LogicConv2d (a depth-d gate
+    tree per channel over each 3x3 field, zero padding) -> OR pooling 2x2 -> LogicDense
+    (widths...) -> GroupSum. Exports as Greater/Cast, im2col, a fused LogicNet for the conv,
+    MaxPool, and a fused LogicNet for the dense stack. Gates start random: with residual init
+    every tree starts as a copy of one tap; on digits (2 x 2000, 12 epochs) that trained to
+    89-90 % against 93 % from random gates."""
+    gen = torch.Generator().manual_seed(seed)
+    binarize = ThresholdBinarize(thresholds, flatten=False)
+    conv = LogicConv2d(in_channels * binarize.num_thresholds, channels, kernel_size, depth,
+                       padding=kernel_size // 2, init=init, residual_logit=residual_logit,
+                       mode=mode, generator=gen)
+    features = nn.Sequential(binarize, conv, OrPool2d(2))
+    width = channels * (image_size // 2) ** 2
+    layers: list[nn.Module] = []
+    for w in widths:
+        layers.append(LogicDense(width, w, connections="unique", init=init,
+                                 residual_logit=residual_logit, mode=mode, generator=gen))
+        width = w
+    return LogicNetwork(layers, GroupSum(num_classes, tau), features)

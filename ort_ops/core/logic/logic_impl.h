@@ -107,7 +107,7 @@ void CountUnits(const uint64_t* units, int64_t g, int nplanes,
                 typename Words<W>::V* planes) {
   using X = Words<W>;
   using V = typename X::V;
-  for (int p = 0; p < kMaxPlanes; ++p) planes[p] = V{};
+  for (int p = 4; p < nplanes; ++p) planes[p] = V{};  // 0..3 are assigned below
   V ones{}, twos{}, fours{}, eights{};
   int64_t u = 0;
   for (; u + 16 <= g; u += 16) {
@@ -151,30 +151,43 @@ void CountUnits(const uint64_t* units, int64_t g, int nplanes,
 }
 
 // GroupSum on packed words: class c owns slots [c * g, (c + 1) * g) of the last layer.
+// Classes go in tiles: each class's counts become a row of floats (vectorized over the
+// block's samples), then the tile is written to y row by row (contiguous stores), which
+// matters when k is large and g small (a LogicConv2d stage: one unit per channel).
 template <int W>
 void GroupSum(const uint64_t* words, int64_t width, int64_t k, float tau, int64_t rows,
               float* y) {
   using V = typename Words<W>::V;
+  constexpr int kTile = 16;
+  constexpr int kSamples = 64 * W;
   const int64_t g = width / k;
   int nplanes = 1;
   while ((int64_t{1} << nplanes) <= g) ++nplanes;
   V planes[kMaxPlanes];
-  uint32_t count[64 * W];
-  for (int64_t c = 0; c < k; ++c) {
-    CountUnits<W>(words + c * g * W, g, nplanes, planes);
-    // counts of the block's 64*W samples from the planes, in 32-sample halves so the
-    // inner loop vectorizes as 32-bit lanes
-    std::memset(count, 0, sizeof count);
-    for (int p = 0; p < nplanes; ++p) {
-      uint32_t halves[2 * W];
-      std::memcpy(halves, &planes[p], sizeof halves);
-      for (int h = 0; h < 2 * W; ++h) {
-        const uint32_t bits = halves[h];
-        uint32_t* cnt = count + 32 * h;
-        for (int s = 0; s < 32; ++s) cnt[s] |= ((bits >> s) & 1u) << p;
+  uint32_t count[kSamples];
+  float tile[kTile][kSamples];
+  for (int64_t c0 = 0; c0 < k; c0 += kTile) {
+    const int nc = int(k - c0 < kTile ? k - c0 : kTile);
+    for (int t = 0; t < nc; ++t) {
+      CountUnits<W>(words + (c0 + t) * g * W, g, nplanes, planes);
+      // counts from the planes in 32-sample halves, so the inner loop is 32-bit lanes
+      for (int p = 0; p < nplanes; ++p) {
+        uint32_t halves[2 * W];
+        std::memcpy(halves, &planes[p], sizeof halves);
+        for (int h = 0; h < 2 * W; ++h) {
+          const uint32_t bits = halves[h];
+          uint32_t* cnt = count + 32 * h;
+          if (p == 0) {
+            for (int s = 0; s < 32; ++s) cnt[s] = (bits >> s) & 1u;
+          } else {
+            for (int s = 0; s < 32; ++s) cnt[s] |= ((bits >> s) & 1u) << p;
+          }
+        }
       }
+      for (int s = 0; s < kSamples; ++s) tile[t][s] = static_cast<float>(count[s]) / tau;
     }
-    for (int64_t s = 0; s < rows; ++s) y[s * k + c] = static_cast<float>(count[s]) / tau;
+    for (int64_t s = 0; s < rows; ++s)
+      for (int t = 0; t < nc; ++t) y[s * k + c0 + t] = tile[t][s];
   }
 }
 
