@@ -268,6 +268,42 @@ def test_standalone_logic_dense_exports_logic_layer(tmp_path):
     assert_bitexact(run_steport(proto, {"input": xs.numpy()})[0], ref)
 
 
+def test_learnable_wiring(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    layer = LogicDense(20, 30, connections="learnable", candidates=3, mode="hard", generator=gen)
+    fixed = LogicDense(20, 30, connections="unique", generator=torch.Generator().manual_seed(0))
+    a, b = layer.wiring()
+    assert (a == layer.cand_a[:, 0]).all() and (b == layer.cand_b[:, 0]).all()  # starts at unique
+    assert len(torch.cat([a, b]).unique()) == 20
+    with torch.no_grad():  # move some operands to other candidates
+        layer.wire_a[:, 2] += 10 * (torch.arange(30) % 2)
+        layer.weight.copy_(torch.randn(30, 16, generator=gen) * 3)
+    ia, ib, g = layer.discretize()
+    assert (ia[1::2] == layer.cand_a[1::2, 2]).all() and (ia[0::2] == layer.cand_a[0::2, 0]).all()
+    xb = (torch.rand(9, 20, generator=gen) > 0.5).float()
+    layer.train()
+    y_train = layer(xb)  # hard mode: straight-through one-hots pick the discrete operands
+    y_train.sum().backward()
+    assert layer.wire_a.grad.abs().sum() > 0 and layer.wire_b.grad.abs().sum() > 0
+    layer.eval()
+    with torch.no_grad():
+        want = logic_layer(xb, ia, ib, g)
+        torch.testing.assert_close(layer(xb), want, atol=0, rtol=0)
+    # hard + p - p.detach() is the one-hot up to rounding
+    torch.testing.assert_close(y_train.detach(), want, atol=1e-6, rtol=0)
+    proto = export_model(torch.nn.Sequential(layer), xb[:2], tmp_path / "lw.onnx")
+    assert_bitexact(run_steport(proto, {"input": xb.numpy()})[0], want.numpy())
+    net = LogicNetwork([layer, LogicDense(30, 20, connections="learnable", generator=gen)],
+                       GroupSum(4, 2.0)).eval()
+    with torch.no_grad():
+        ref = net(xb).numpy()
+    proto = export_model(net, xb[:2], tmp_path / "lwnet.onnx")
+    assert_bitexact(run_steport(proto, {"input": xb.numpy()})[0], ref)
+    assert fixed.idx_a.shape == (30,)
+    with pytest.raises(ValueError, match="candidates"):
+        LogicDense(4, 4, connections="learnable", candidates=0)
+
+
 def test_check_exportable():
     bad = LogicNetwork([LogicDense(8, 10), LogicDense(12, 10)], GroupSum(2))
     with pytest.raises(ExportError, match="chain"):

@@ -15,7 +15,8 @@ def logic_gate_network(in_features: int, num_classes: int, widths: Sequence[int]
                        tau: float, thresholds: int | Sequence[float] | None = 3,
                        mode: str = "soft", connections: str = "unique",
                        init: str = "residual", residual_logit: float = 5.0,
-                       grad_factor: float = 1.0, seed: int | None = 0) -> LogicNetwork:
+                       grad_factor: float = 1.0, seed: int | None = 0,
+                       candidates: int = 4) -> LogicNetwork:
     """Binarizer (T thresholds per feature) -> LogicDense(widths...) -> GroupSum(k, tau)."""
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     binarizer = ThresholdBinarize(thresholds) if thresholds is not None else None
@@ -23,7 +24,8 @@ def logic_gate_network(in_features: int, num_classes: int, widths: Sequence[int]
     layers: list[nn.Module] = []
     for i, w in enumerate(widths):
         layers.append(LogicDense(width, w, connections=connections, init=init,
-                                 residual_logit=residual_logit, mode=mode, generator=gen))
+                                 residual_logit=residual_logit, mode=mode, generator=gen,
+                                 candidates=candidates))
         if grad_factor != 1.0:
             layers.append(GradFactor(grad_factor))
         width = w
@@ -35,12 +37,13 @@ def logic_net(in_channels: int = 1, num_classes: int = 10, image_size: int = 8,
               thresholds: int | list = 3, widths: Sequence[int] = (2000, 2000, 2000),
               tau: float = 10.0, mode: str = "soft", connections: str = "unique",
               init: str = "residual", residual_logit: float = 5.0,
-              grad_factor: float = 1.0, seed: int = 0) -> LogicNetwork:
+              grad_factor: float = 1.0, seed: int = 0, candidates: int = 4) -> LogicNetwork:
     """Logic-gate network for 8x8 digits: 64 pixels x 3 thresholds = 192 input bits,
-    three layers of 2000 gates, GroupSum over 10 classes (200 gates per class)."""
+    three layers of 2000 gates, GroupSum over 10 classes (200 gates per class).
+    connections="learnable" learns each operand among ``candidates`` inputs."""
     return logic_gate_network(in_channels * image_size * image_size, num_classes, list(widths),
                               tau, thresholds, mode, connections, init, residual_logit,
-                              grad_factor, seed)
+                              grad_factor, seed, candidates)
 
 
 @register_model("logic_conv_net")
