@@ -17,6 +17,7 @@ from steport.train.ops.logic import (corner_values, logic_layer, logic_net, rela
 
 from ..conftest import assert_bitexact, run_fallback, run_steport
 from ..helpers import single_node_model
+from .digits import train_export_digits
 
 NET, LAYER = get("logic", "LogicNet"), get("logic", "LogicLayer")
 BATCHES = [1, 63, 64, 65, 200]
@@ -227,26 +228,12 @@ def test_empty_batch():
 # ---- training -> export -> ORT ------------------------------------------------------
 
 def test_digits_train_export_ort(tmp_path):
-    from steport.train.data import load_digits
-    from steport.train.loop import FitConfig, evaluate, fit
-    from steport.train.models import build_model
-
-    data = load_digits()
-    model = build_model("logic_net", widths=[1000, 1000], tau=10.0)
-    fit(model, data, FitConfig(epochs=10, lr=0.05, progress=False))
-    acc = evaluate(model, data.test)
-    assert acc > 0.85, f"digits accuracy {acc}"
-    model.eval()
-    x = data.test.x
-    with torch.no_grad():
-        ref = model(x).numpy()
-    proto = export_model(model, x[:2], tmp_path / "logic.onnx")
+    data, model, _, ref, proto = train_export_digits(tmp_path, "logic_net", 10, 0.85,
+                                                     widths=[1000, 1000], tau=10.0)
     ops = [(n.domain, n.op_type) for n in proto.graph.node]
     assert ("ai.steport.logic", "LogicNet") in ops
     assert not any(op == "LogicLayer" for _, op in ops)
-    got = run_steport(proto, {"input": x.numpy()})[0]
-    assert_bitexact(got, ref, "ORT vs PyTorch discrete")
-    assert (got.argmax(1) == data.test.y.numpy()).mean() == acc
+    x = data.test.x
     assert_bitexact(run_fallback(proto, {"input": x[:70].numpy()})[0], ref[:70], "fallback")
     # discretize() matches the exported initializers
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}

@@ -11,6 +11,7 @@ from steport.export import export_model
 from steport.train.layers import LogicConv2d, OrPool2d, ThresholdBinarize
 
 from ..conftest import assert_bitexact, run_fallback, run_steport
+from .digits import train_export_digits
 
 
 def truth(gid: int, a: int, b: int) -> int:
@@ -127,21 +128,6 @@ def test_export_bitexact(tmp_path, kw):
 
 
 def test_digits_conv_net_train_export(tmp_path):
-    from steport.train.data import load_digits
-    from steport.train.loop import FitConfig, evaluate, fit
-    from steport.train.models import build_model
-
-    data = load_digits()
-    model = build_model("logic_conv_net", channels=32, depth=2, widths=[1000, 1000])
-    fit(model, data, FitConfig(epochs=6, lr=0.05, progress=False))
-    acc = evaluate(model, data.test)
-    assert acc > 0.8, f"digits accuracy {acc}"
-    model.eval()
-    x = data.test.x
-    with torch.no_grad():
-        ref = model(x).numpy()
-    proto = export_model(model, x[:2], tmp_path / "logic_conv.onnx")
+    _, _, _, _, proto = train_export_digits(tmp_path, "logic_conv_net", 6, 0.8, channels=32,
+                                            depth=2, widths=[1000, 1000])
     assert [n.op_type for n in proto.graph.node].count("LogicNet") == 2
-    got = run_steport(proto, {"input": x.numpy()})[0]
-    assert_bitexact(got, ref, "ORT vs PyTorch discrete")
-    assert (got.argmax(1) == data.test.y.numpy()).mean() == acc

@@ -16,7 +16,8 @@ from ..ops.logic import (NUM_GATES, PASS_A, check_net_attrs, corner_values, logi
                          logic_net, relaxed_gates, truth_table)
 from ..ste import grad_scale
 
-__all__ = ["LogicDense", "GroupSum", "GradFactor", "ThresholdBinarize", "LogicNetwork"]
+__all__ = ["LogicDense", "GroupSum", "GradFactor", "ThresholdBinarize", "FusedGateStack",
+           "LogicNetwork"]
 
 MODES = ("soft", "hard", "gumbel", "gumbel_hard")
 
@@ -218,7 +219,47 @@ class ThresholdBinarize(nn.Module):
         return (x[..., None] > self.thresholds).to(x.dtype).flatten(1)
 
 
-class LogicNetwork(nn.Module):
+class FusedGateStack(nn.Module):
+    """A stack of LogicDense layers deployed as one fused ``steport::logic_net`` call (one
+    ``LogicNet`` node): subclasses list their layers in ``gate_layers()``. At export the
+    concatenated indices / gate ids become buffers, so they land in the model as
+    initializers."""
+
+    _deploy: dict | None = None
+    _FUSED = ("idx_a", "idx_b", "gate_ids")
+
+    def gate_layers(self) -> list[LogicDense]:
+        raise NotImplementedError
+
+    def discretize(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(idx_a, idx_b, gate_id uint8) per gate layer."""
+        return [m.discretize() for m in self.gate_layers()]
+
+    def fused_arguments(self) -> dict:
+        parts = self.discretize()
+        args = {k: torch.cat([p[i] for p in parts]) for i, k in enumerate(self._FUSED)}
+        args["layer_sizes"] = [int(p[0].numel()) for p in parts]
+        return args
+
+    def run_fused(self, h: torch.Tensor, num_classes: int, tau: float) -> torch.Tensor:
+        args = self._deploy if self._deploy is not None else self.fused_arguments()
+        return logic_net(h, args["idx_a"], args["idx_b"], args["gate_ids"],
+                         args["layer_sizes"], num_classes, tau)
+
+    def prepare_export(self) -> None:
+        args = self.fused_arguments()
+        for k in self._FUSED:  # buffers -> initializers
+            self.register_buffer(f"_deploy_{k}", args[k], persistent=False)
+        self._deploy = {k: getattr(self, f"_deploy_{k}") for k in self._FUSED}
+        self._deploy["layer_sizes"] = args["layer_sizes"]
+
+    def finish_export(self) -> None:
+        for k in self._FUSED:
+            self._buffers.pop(f"_deploy_{k}", None)
+        self._deploy = None
+
+
+class LogicNetwork(FusedGateStack):
     """[binarizer] -> LogicDense / GradFactor layers -> GroupSum, fused at eval and export.
 
     ``binarizer`` is any front end that yields bits, e.g. ``ThresholdBinarize`` or a
@@ -234,21 +275,9 @@ class LogicNetwork(nn.Module):
         self.binarizer = binarizer
         self.layers = nn.ModuleList(layers)
         self.group_sum = group_sum
-        self._deploy: dict | None = None
 
     def gate_layers(self) -> list[LogicDense]:
         return [m for m in self.layers if isinstance(m, LogicDense)]
-
-    def discretize(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(idx_a, idx_b, gate_id uint8) per gate layer."""
-        return [m.discretize() for m in self.gate_layers()]
-
-    def fused_arguments(self) -> dict:
-        parts = self.discretize()
-        return {"idx_a": torch.cat([p[0] for p in parts]),
-                "idx_b": torch.cat([p[1] for p in parts]),
-                "gate_ids": torch.cat([p[2] for p in parts]),
-                "layer_sizes": [int(p[0].numel()) for p in parts]}
 
     def check_exportable(self) -> None:
         from steport.export import ExportError
@@ -281,18 +310,4 @@ class LogicNetwork(nn.Module):
             for m in self.layers:
                 h = m(h)
             return self.group_sum(h)
-        args = self._deploy if self._deploy is not None else self.fused_arguments()
-        return logic_net(h, args["idx_a"], args["idx_b"], args["gate_ids"],
-                         args["layer_sizes"], self.group_sum.k, self.group_sum.tau)
-
-    def prepare_export(self) -> None:
-        args = self.fused_arguments()
-        for k in ("idx_a", "idx_b", "gate_ids"):  # buffers -> initializers
-            self.register_buffer(f"_deploy_{k}", args[k], persistent=False)
-        self._deploy = {k: getattr(self, f"_deploy_{k}") for k in ("idx_a", "idx_b", "gate_ids")}
-        self._deploy["layer_sizes"] = args["layer_sizes"]
-
-    def finish_export(self) -> None:
-        for k in ("idx_a", "idx_b", "gate_ids"):
-            self._buffers.pop(f"_deploy_{k}", None)
-        self._deploy = None
+        return self.run_fused(h, self.group_sum.k, self.group_sum.tau)

@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.logic import logic_net
-from .logic import MODES, LogicDense
+from .logic import MODES, FusedGateStack, LogicDense
 
 __all__ = ["LogicConv2d", "OrPool2d"]
 
@@ -41,7 +40,7 @@ def tree_leaf_wiring(taps: int, out_channels: int, leaves: int,
     return flat[:, 0::2].reshape(-1).long(), flat[:, 1::2].reshape(-1).long()
 
 
-class LogicConv2d(nn.Module):
+class LogicConv2d(FusedGateStack):
     """[N, C, H, W] (values in [0, 1]; bits at eval) -> [N, out_channels, H', W'].
 
     depth: levels of the per-channel gate tree (2**depth taps, 2**depth - 1 gates per
@@ -81,7 +80,6 @@ class LogicConv2d(nn.Module):
             levels.append(layer)
             width = gates
         self.levels = nn.ModuleList(levels)
-        self._deploy: dict | None = None
         self._index_cache: dict[tuple[int, int], torch.Tensor] = {}
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
@@ -123,15 +121,8 @@ class LogicConv2d(nn.Module):
         cols = xp.flatten(1).t().index_select(0, idx)  # [H'*W'*taps, N]
         return cols.t().reshape(-1, taps), ho, wo
 
-    def discretize(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        return [m.discretize() for m in self.levels]
-
-    def fused_arguments(self) -> dict:
-        parts = self.discretize()
-        return {"idx_a": torch.cat([p[0] for p in parts]),
-                "idx_b": torch.cat([p[1] for p in parts]),
-                "gate_ids": torch.cat([p[2] for p in parts]),
-                "layer_sizes": [int(p[0].numel()) for p in parts]}
+    def gate_layers(self) -> list[LogicDense]:
+        return list(self.levels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
@@ -141,22 +132,8 @@ class LogicConv2d(nn.Module):
             for m in self.levels:
                 h = m(h)
         else:  # the deploy form: one fused LogicNet, GroupSum of one unit per channel
-            args = self._deploy if self._deploy is not None else self.fused_arguments()
-            h = logic_net(rows, args["idx_a"], args["idx_b"], args["gate_ids"],
-                          args["layer_sizes"], self.out_channels, 1.0)
+            h = self.run_fused(rows, self.out_channels, 1.0)
         return h.reshape(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
-
-    def prepare_export(self) -> None:
-        args = self.fused_arguments()
-        for k in ("idx_a", "idx_b", "gate_ids"):  # buffers -> initializers
-            self.register_buffer(f"_deploy_{k}", args[k], persistent=False)
-        self._deploy = {k: getattr(self, f"_deploy_{k}") for k in ("idx_a", "idx_b", "gate_ids")}
-        self._deploy["layer_sizes"] = args["layer_sizes"]
-
-    def finish_export(self) -> None:
-        for k in ("idx_a", "idx_b", "gate_ids"):
-            self._buffers.pop(f"_deploy_{k}", None)
-        self._deploy = None
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels} -> {self.out_channels}, kernel_size={self.kernel_size}, "

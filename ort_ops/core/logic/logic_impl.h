@@ -112,22 +112,22 @@ void CountUnits(const uint64_t* units, int64_t g, int nplanes,
   int64_t u = 0;
   for (; u + 16 <= g; u += 16) {
     const uint64_t* q = units + u * W;
-    auto x = [&](int i) { return X::Load(q + i * W); };
-    V twos_a, twos_b, fours_a, fours_b, eights_a, eights_b, sixteens;
-    Csa(twos_a, ones, ones, x(0), x(1));
-    Csa(twos_b, ones, ones, x(2), x(3));
-    Csa(fours_a, twos, twos, twos_a, twos_b);
-    Csa(twos_a, ones, ones, x(4), x(5));
-    Csa(twos_b, ones, ones, x(6), x(7));
-    Csa(fours_b, twos, twos, twos_a, twos_b);
-    Csa(eights_a, fours, fours, fours_a, fours_b);
-    Csa(twos_a, ones, ones, x(8), x(9));
-    Csa(twos_b, ones, ones, x(10), x(11));
-    Csa(fours_a, twos, twos, twos_a, twos_b);
-    Csa(twos_a, ones, ones, x(12), x(13));
-    Csa(twos_b, ones, ones, x(14), x(15));
-    Csa(fours_b, twos, twos, twos_a, twos_b);
-    Csa(eights_b, fours, fours, fours_a, fours_b);
+    // 4 units -> one fours word (ones / twos absorb the rest), 8 -> eights, 16 -> sixteens
+    auto fours_of = [&](int i) {
+      V twos_a, twos_b, f;
+      Csa(twos_a, ones, ones, X::Load(q + i * W), X::Load(q + (i + 1) * W));
+      Csa(twos_b, ones, ones, X::Load(q + (i + 2) * W), X::Load(q + (i + 3) * W));
+      Csa(f, twos, twos, twos_a, twos_b);
+      return f;
+    };
+    auto eights_of = [&](int i) {
+      const V fours_a = fours_of(i), fours_b = fours_of(i + 4);
+      V e;
+      Csa(e, fours, fours, fours_a, fours_b);
+      return e;
+    };
+    const V eights_a = eights_of(0), eights_b = eights_of(8);
+    V sixteens;
     Csa(sixteens, eights, eights, eights_a, eights_b);
     V carry = sixteens;
     for (int p = 4; p < nplanes; ++p) {
