@@ -281,7 +281,17 @@ def logic_layer_case(draw) -> Case:
     x = _logic_x(draw, n, width)
     ia, ib, g = _wiring(draw, [width], [out])
     ref = torch.ops.steport.logic_layer(*map(torch.from_numpy, (x, ia, ib, g))).numpy()
-    return Case(spec, {"X": x}, {"idx_a": ia, "idx_b": ib, "gate_ids": g}, {}, ref)
+    feeds, inits = _logic_gate_tensors(draw, x, ia, ib, g)
+    return Case(spec, feeds, inits, {}, ref)
+
+
+def _logic_gate_tensors(draw, x, ia, ib, g) -> tuple[dict, dict]:
+    """(feeds, initializers): the gate tensors as constant initializers (the kernel plans
+    once per session) or as graph inputs (validated and planned on every call)."""
+    gates = {"idx_a": ia, "idx_b": ib, "gate_ids": g}
+    if draw(st.booleans()):
+        return {"X": x, **gates}, {}
+    return {"X": x}, gates
 
 
 @st.composite
@@ -291,15 +301,16 @@ def logic_net_case(draw) -> Case:
     n = draw(st.one_of(st.integers(0, 5), st.sampled_from([63, 64, 65, 130])))
     width = draw(st.integers(1, 12))
     k = draw(st.integers(1, 4))
-    sizes = draw(st.lists(st.integers(1, 16), min_size=0, max_size=2)) + [k * draw(st.integers(1, 5))]
+    # up to 40 units per class: the carry-save GroupSum folds 16 at a time
+    sizes = draw(st.lists(st.integers(1, 16), min_size=0, max_size=2)) + [k * draw(st.integers(1, 40))]
     tau = float(np.float32(draw(st.one_of(st.just(1.0), st.floats(0.1, 10.0)))))
     x = _logic_x(draw, n, width)
     ia, ib, g = _wiring(draw, [width, *sizes[:-1]], sizes)
     attrs = dict(layer_sizes=sizes, num_classes=k, tau=tau)
     ref = torch.ops.steport.logic_net(*map(torch.from_numpy, (x, ia, ib, g)), sizes, k, tau).numpy()
+    feeds, inits = _logic_gate_tensors(draw, x, ia, ib, g)
     # empty batch: the fallback body's Reshape([0, k, -1]) fails in ORT; the kernel is right
-    return Case(spec, {"X": x}, {"idx_a": ia, "idx_b": ib, "gate_ids": g}, attrs, ref,
-                fallback_ok=n > 0)
+    return Case(spec, feeds, inits, attrs, ref, fallback_ok=n > 0)
 
 
 
