@@ -4,8 +4,8 @@ expression per gate over 64-sample words, called through ctypes; once with diffl
 ripple counter for GroupSum, once with our carry-save counter) vs the PyTorch discrete op.
 
 MNIST-sized nets (784 inputs, 4 x 8000 gates, 10 classes; --quick: 4 x 2000) on synthetic
-binary inputs. Every implementation takes float [N, 784] and returns float [N, 10]; their
-outputs are checked equal before timing."""
+binary inputs, at N = 1, 64 and 4096 (--quick: 1 and 1024). Every implementation takes
+float [N, 784] and returns float [N, 10]; their outputs are checked equal before timing."""
 from __future__ import annotations
 
 import ctypes
@@ -171,31 +171,39 @@ def c_runner(fn, x: np.ndarray, k: int, tau: float, threads: int):
 
 
 def run(ctx: Context) -> list[Row]:
+    """The large batch is the throughput goal; batches of 1 and 64 show serving latency."""
     rows: list[Row] = []
     n_in, k, tau = 784, 10, 10.0
     sizes = [2000] * 4 if ctx.quick else [8000] * 4
-    batch = 1024 if ctx.quick else 4096
+    batches = [1, 1024] if ctx.quick else [1, 64, 4096]
     ia, ib, g = random_net(n_in, sizes)
-    x = (np.random.default_rng(1).random((batch, n_in)) > 0.5).astype(np.float32)
     model = onnx_model(n_in, sizes, ia, ib, g, k, tau)
-    tx, tia, tib, tg = map(torch.from_numpy, (x, ia, ib, g))
-    ref = torch.ops.steport.logic_net(tx, tia, tib, tg, sizes, k, tau).numpy()
-    case = f"784-{len(sizes)}x{sizes[0]}-10 N={batch}"
+    tia, tib, tg = map(torch.from_numpy, (ia, ib, g))
     with tempfile.TemporaryDirectory() as tmp:
         lib = compile_c(c_source(n_in, sizes, ia, ib, g, k), tmp)
-        for t in ctx.threads:
-            for impl, fn in (("c-gcc-O3", lib.logic_net), ("c-gcc-O3-csa", lib.logic_net_csa)):
-                c_run = c_runner(fn, x, k, tau, t)
-                assert np.array_equal(c_run(), ref), f"{impl} disagrees with the PyTorch op"
-                rows.append(Row("logic", case, impl, t, timeit(c_run, ctx), items=batch,
-                                baseline=None if impl == "c-gcc-O3" else "c-gcc-O3"))
-            sess = session(model, t)
-            assert np.array_equal(sess.run(None, {"X": x})[0], ref), "ORT disagrees"
-            rows.append(Row("logic", case, "steport-ort", t, time_session(sess, {"X": x}, ctx),
-                            baseline="c-gcc-O3", items=batch))
-            with torch_threads(t):
-                sec = timeit(lambda: torch.ops.steport.logic_net(tx, tia, tib, tg, sizes, k, tau),
-                             ctx)
-            rows.append(Row("logic", case, "torch-discrete", t, sec, baseline="c-gcc-O3",
-                            items=batch))
+        for batch in batches:
+            x = (np.random.default_rng(1).random((batch, n_in)) > 0.5).astype(np.float32)
+            tx = torch.from_numpy(x)
+            ref = torch.ops.steport.logic_net(tx, tia, tib, tg, sizes, k, tau).numpy()
+            case = f"784-{len(sizes)}x{sizes[0]}-10 N={batch}"
+            for t in ctx.threads:
+                rows += _run_case(ctx, case, t, lib, model, x, ref, k, tau,
+                                  lambda: torch.ops.steport.logic_net(tx, tia, tib, tg, sizes, k, tau))
+    return rows
+
+
+def _run_case(ctx, case, t, lib, model, x, ref, k, tau, torch_fn) -> list[Row]:
+    rows, batch = [], x.shape[0]
+    for impl, fn in (("c-gcc-O3", lib.logic_net), ("c-gcc-O3-csa", lib.logic_net_csa)):
+        c_run = c_runner(fn, x, k, tau, t)
+        assert np.array_equal(c_run(), ref), f"{impl} disagrees with the PyTorch op"
+        rows.append(Row("logic", case, impl, t, timeit(c_run, ctx), items=batch,
+                        baseline=None if impl == "c-gcc-O3" else "c-gcc-O3"))
+    sess = session(model, t)
+    assert np.array_equal(sess.run(None, {"X": x})[0], ref), "ORT disagrees"
+    rows.append(Row("logic", case, "steport-ort", t, time_session(sess, {"X": x}, ctx),
+                    baseline="c-gcc-O3", items=batch))
+    with torch_threads(t):
+        sec = timeit(torch_fn, ctx)
+    rows.append(Row("logic", case, "torch-discrete", t, sec, baseline="c-gcc-O3", items=batch))
     return rows

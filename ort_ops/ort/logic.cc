@@ -181,7 +181,7 @@ struct NetAttrs {
 
 void RunCpu(Ort::KernelContext& ctx, Isa isa, const Batch& x, const logic::NetPlan& plan,
             float* y) {
-  const logic::Kernel k = logic::SelectKernel(isa, std::max(plan.max_width, x.n_in));
+  const logic::Kernel k = logic::SelectKernel(isa, std::max(plan.max_width, x.n_in), x.n);
   const int64_t block = 64 * k.words;
   const int64_t blocks = (x.n + block - 1) / block;
   ParallelFor(ctx, blocks, 1,

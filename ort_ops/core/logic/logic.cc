@@ -48,16 +48,30 @@ NetPlan MakePlan(const std::vector<int64_t>& sizes, const int64_t* idx_a, const 
   return p;
 }
 
+template <int W>
 void ForwardPortable(const NetPlan& p, const float* x, int64_t n, int64_t n_in, int64_t b,
                      int64_t e, float* y) {
-  impl::Forward<2>(p, x, n, n_in, b, e, y);
+  impl::Forward<W>(p, x, n, n_in, b, e, y);
 }
+template void ForwardPortable<1>(const NetPlan&, const float*, int64_t, int64_t, int64_t,
+                                 int64_t, float*);
+template void ForwardPortable<2>(const NetPlan&, const float*, int64_t, int64_t, int64_t,
+                                 int64_t, float*);
 
-Kernel SelectKernel(Isa isa, int64_t widest) {
-  if (isa == Isa::kAvx512)
-    return widest <= 4096 ? Kernel{ForwardAvx512<8>, 8} : Kernel{ForwardAvx512<4>, 4};
-  if (isa == Isa::kAvx2) return {ForwardAvx2, 4};
-  return {ForwardPortable, 2};
+Kernel SelectKernel(Isa isa, int64_t widest, int64_t n) {
+  const int cap = isa == Isa::kAvx512 ? (widest <= 4096 ? 8 : 4) : isa == Isa::kAvx2 ? 4 : 2;
+  int w = 1;
+  while (w < cap && 64 * w < n) w *= 2;
+  switch (isa) {
+    case Isa::kAvx512:
+      return w == 1 ? Kernel{ForwardAvx512<1>, 1} : w == 2 ? Kernel{ForwardAvx512<2>, 2}
+             : w == 4 ? Kernel{ForwardAvx512<4>, 4} : Kernel{ForwardAvx512<8>, 8};
+    case Isa::kAvx2:
+      return w == 1 ? Kernel{ForwardAvx2<1>, 1} : w == 2 ? Kernel{ForwardAvx2<2>, 2}
+                                                      : Kernel{ForwardAvx2<4>, 4};
+    default:
+      return w == 1 ? Kernel{ForwardPortable<1>, 1} : Kernel{ForwardPortable<2>, 2};
+  }
 }
 
 }  // namespace steport::logic

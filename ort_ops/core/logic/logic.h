@@ -54,12 +54,18 @@ struct Kernel {
   int64_t words;  // uint64 words per unit per block
 };
 
-// The variant for an ISA. AVX-512 runs 512 samples per block while two layers of words
-// stay well inside L2 (widest <= 4096 units) and 256 beyond: measured on 784-4x8000-10 the
-// narrower block is about 4 % faster, on 784-4x2000-10 the wider one about 5 %.
-Kernel SelectKernel(Isa isa, int64_t widest);
+// The variant for an ISA and a batch of n rows. Blocks are 64*W samples with W the
+// smallest power of two covering the batch, up to the ISA's widest: a batch of 1 runs one
+// 64-sample word per gate instead of a mostly empty 512-sample block. AVX-512 caps W at 8
+// while the widest layer is <= 4096 units and at 4 beyond, where two layers of 512-sample
+// words no longer sit comfortably in L2 (784-4x8000-10: W = 4 about 4 % faster;
+// 784-4x2000-10: W = 8 about 5 % faster).
+Kernel SelectKernel(Isa isa, int64_t widest, int64_t n);
 
+// Instantiated for W = 1, 2 (portable), 1..4 (AVX2), 1..8 (AVX-512).
+template <int W>
 void ForwardPortable(const NetPlan&, const float*, int64_t, int64_t, int64_t, int64_t, float*);
+template <int W>
 void ForwardAvx2(const NetPlan&, const float*, int64_t, int64_t, int64_t, int64_t, float*);
 template <int W>
 void ForwardAvx512(const NetPlan&, const float*, int64_t, int64_t, int64_t, int64_t, float*);

@@ -50,8 +50,15 @@ struct PackAvx2 {
 
 }  // namespace
 
+template <int W>
 void ForwardAvx2(const NetPlan& p, const float* x, int64_t n, int64_t n_in, int64_t b,
                  int64_t e, float* y) {
-  impl::Forward<4, PackAvx2>(p, x, n, n_in, b, e, y);
+  impl::Forward<W, PackAvx2>(p, x, n, n_in, b, e, y);
 }
+template void ForwardAvx2<1>(const NetPlan&, const float*, int64_t, int64_t, int64_t,
+                             int64_t, float*);
+template void ForwardAvx2<2>(const NetPlan&, const float*, int64_t, int64_t, int64_t,
+                             int64_t, float*);
+template void ForwardAvx2<4>(const NetPlan&, const float*, int64_t, int64_t, int64_t,
+                             int64_t, float*);
 }  // namespace steport::logic

@@ -53,8 +53,12 @@ void ForwardAvx512(const NetPlan& p, const float* x, int64_t n, int64_t n_in, in
                    int64_t e, float* y) {
   impl::Forward<W, PackAvx512>(p, x, n, n_in, b, e, y);
 }
-template void ForwardAvx512<4>(const NetPlan&, const float*, int64_t, int64_t, int64_t, int64_t,
-                               float*);
-template void ForwardAvx512<8>(const NetPlan&, const float*, int64_t, int64_t, int64_t, int64_t,
-                               float*);
+template void ForwardAvx512<1>(const NetPlan&, const float*, int64_t, int64_t, int64_t,
+                               int64_t, float*);
+template void ForwardAvx512<2>(const NetPlan&, const float*, int64_t, int64_t, int64_t,
+                               int64_t, float*);
+template void ForwardAvx512<4>(const NetPlan&, const float*, int64_t, int64_t, int64_t,
+                               int64_t, float*);
+template void ForwardAvx512<8>(const NetPlan&, const float*, int64_t, int64_t, int64_t,
+                               int64_t, float*);
 }  // namespace steport::logic
