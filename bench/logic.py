@@ -155,7 +155,7 @@ def c_runner(fn, x: np.ndarray, k: int, tau: float, threads: int):
     # split on 64-sample boundaries; ctypes releases the GIL during the call
     step = -(-x.shape[0] // threads // 64) * 64 or 64
     parts = [(i, min(i + step, x.shape[0])) for i in range(0, x.shape[0], step)]
-    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    pool = ThreadPoolExecutor(threads) if len(parts) > 1 else None  # one part: call directly
 
     def one(p):
         b, e = p
@@ -163,7 +163,8 @@ def c_runner(fn, x: np.ndarray, k: int, tau: float, threads: int):
 
     def run():
         if pool is None:
-            one(parts[0]) if len(parts) == 1 else [one(p) for p in parts]
+            for p in parts:
+                one(p)
         else:
             list(pool.map(one, parts))
         return y
