@@ -100,11 +100,15 @@ def logic_net_function(node_proto: onnx.NodeProto | None = None) -> onnx.Functio
         node("Sub", ["ends", "sizes"], ["starts"]),
         node("Size", ["sizes"], ["n_layers"]),
         node("Loop", ["n_layers", "true", "h0"], ["h_last"], body=body),
-        # GroupSum: [N, k*g] -> [N, k, g] -> sum -> / tau
+        # GroupSum: [N, k*g] -> [N, k, g] -> sum -> / tau. g comes from the attributes, not
+        # -1 (Reshape cannot infer a -1 when N = 0; 0 = copy N) nor from Shape(h_last),
+        # which ORT's ReshapeFusion turns back into -1.
         node("Unsqueeze", ["k", "axis0"], ["k1"]),
         const("zero1", [0], "int64"),
-        const("minus1", [-1], "int64"),
-        node("Concat", ["zero1", "k1", "minus1"], ["gshape"], axis=0),
+        const("last1", [-1], "int64"),
+        node("Gather", ["sizes", "last1"], ["width1"], axis=0),
+        node("Div", ["width1", "k1"], ["g1"]),
+        node("Concat", ["zero1", "k1", "g1"], ["gshape"], axis=0),
         node("Reshape", ["h_last", "gshape"], ["grouped"]),
         const("axis2", [2], "int64"),
         node("ReduceSum", ["grouped", "axis2"], ["counts"], keepdims=0),

@@ -222,7 +222,13 @@ def test_constant_plan_checks_input_width():
 def test_empty_batch():
     ia, ib, g, sizes = random_net()
     m = net_model(ia, ib, g, sizes, 4, 1.0)
-    assert run_steport(m, {"X": np.zeros((0, 37), np.float32)})[0].shape == (0, 4)
+    x = np.zeros((0, 37), np.float32)
+    assert run_steport(m, {"X": x})[0].shape == (0, 4)
+    assert run_fallback(m, {"X": x})[0].shape == (0, 4)  # regression: Reshape with -1
+    layer = single_node_model(LAYER, {"X": x}, {"idx_a": ia[:5], "idx_b": ib[:5],
+                                                "gate_ids": g[:5]}, out_ranks=[2])
+    assert run_steport(layer, {"X": x})[0].shape == (0, 5)
+    assert run_fallback(layer, {"X": x})[0].shape == (0, 5)
 
 
 # ---- training -> export -> ORT ------------------------------------------------------
