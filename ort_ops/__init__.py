@@ -45,7 +45,8 @@ def has_cuda() -> bool:
 
 @functools.lru_cache(maxsize=None)
 def build_info(cuda: bool = False) -> dict:
-    """What the library was built with and what this CPU runs: {"best_isa", "cuda"}."""
+    """What the library was built with and what this CPU runs: {"best_isa", "amx_int8",
+    "cuda"}."""
     lib = ctypes.CDLL(library_path(cuda))
     lib.SteportBuildInfo.restype = ctypes.c_char_p
     return json.loads(lib.SteportBuildInfo().decode())

@@ -17,10 +17,11 @@ const char* BuildInfo() {
   static const std::string info = [] {
     std::string s = "{\"best_isa\": \"";
     s += IsaName(BestIsa());
+    s += AmxInt8Usable() ? "\", \"amx_int8\": true" : "\", \"amx_int8\": false";
 #ifdef STEPORT_WITH_CUDA
-    s += "\", \"cuda\": true}";
+    s += ", \"cuda\": true}";
 #else
-    s += "\", \"cuda\": false}";
+    s += ", \"cuda\": false}";
 #endif
     return s;
   }();

@@ -214,7 +214,7 @@ Kernels PickKernels(Isa isa) {
       const bool vnni = c.avx512vnni;
       return {approx::LutGemmAvx512, vnni ? approx::SepGemmAvx512Vnni : approx::SepGemmAvx512,
               approx::GatherAccAvx512, c.avx512vbmi && !EnvIs("STEPORT_APPROX_GATHER", "1"), vnni,
-              c.avx512vbmi, vnni && !EnvIs("STEPORT_APPROX_AMX", "0") && approx::AmxInt8Usable()};
+              c.avx512vbmi, vnni && !EnvIs("STEPORT_APPROX_AMX", "0") && AmxInt8Usable()};
     }
     case Isa::kAvx2:
       return {approx::LutGemmAvx2, approx::SepGemmAvx2, approx::GatherAccAvx2, false, false, false,

@@ -1,5 +1,7 @@
 // ai.steport.binary bindings: BinaryGemm (CPU, CUDA) and BinaryConv2d (CPU).
 // Every shape, size and attribute is validated here before a kernel touches memory.
+#include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,12 +57,43 @@ GemmShapes ValidateGemm(const InputView& a, const InputView& b, const InputView&
   return s;
 }
 
+// Test switch: STEPORT_BINARY_AMX=0 keeps batched GEMMs on the XNOR-popcount kernels.
+bool AmxAllowed(Isa isa) {
+  const char* e = std::getenv("STEPORT_BINARY_AMX");
+  return isa == Isa::kAvx512 && !(e && std::string(e) == "0") && AmxInt8Usable();
+}
+
 struct GemmCpu {
   int64_t k;
   binary::Kernels kern;
+  std::optional<binary::AmxWeights> amx;  // constant B as AMX int8 quads
   explicit GemmCpu(const OrtKernelInfo* info)
-      : k(AttrIntIn(info, "k", spec_gemm::kKMin, spec_gemm::kKMax)),
-        kern(binary::SelectKernels(SelectIsa())) {}
+      : k(AttrIntIn(info, "k", spec_gemm::kKMin, spec_gemm::kKMax)) {
+    const Isa isa = SelectIsa();
+    kern = binary::SelectKernels(isa);
+    if (AmxAllowed(isa)) PrepareConstantWeights(info);
+  }
+
+  // Weights that are a constant initializer (the exported case) are converted once; a B
+  // that is not valid is left to Compute, which reports it.
+  void PrepareConstantWeights(const OrtKernelInfo* info) {
+    int is_const = 0;
+    const OrtValue* v = nullptr;
+    OrtStatus* st = Ort::GetApi().KernelInfoGetConstantInput_tensor(info, 1, &is_const, &v);
+    if (st) {
+      Ort::GetApi().ReleaseStatus(st);
+      return;
+    }
+    if (!is_const || !v) return;
+    Ort::ConstValue cv(v);
+    if (!cv.IsTensor()) return;
+    auto ti = cv.GetTensorTypeAndShapeInfo();
+    const std::vector<int64_t> shape = ti.GetShape();
+    if (ti.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64 || shape.size() != 2 ||
+        shape[1] != (k + 63) / 64 || shape[0] < 1)
+      return;
+    amx = binary::PrepareAmxWeights(cv.GetTensorData<uint64_t>(), shape[0], k);
+  }
 
   void Compute(Ort::KernelContext& ctx) {
     InputView a = GetInput(ctx, 0, "A"), b = GetInput(ctx, 1, "B");
@@ -70,6 +103,7 @@ struct GemmCpu {
     if (s.m == 0 || s.n == 0) return;
     binary::GemmProblem p{a.data<float>(), s.m, k, s.n, b.data<uint64_t>(), scale.data<float>(),
                           bias.data<float>(), out.GetTensorMutableData<float>()};
+    if (amx && amx->n == s.n) p.amx = &*amx;
     binary::RunGemm(p, kern, PoolOf(ctx));
   }
 };

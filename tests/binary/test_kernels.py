@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import steport
+import steport.ort_ops
 from steport.registry import get
 from steport.train.ops.binary import (binary_conv2d, binary_gemm, pack_conv_weight, pack_signs,
                                       unpack_signs)
@@ -57,6 +58,35 @@ def test_gemm_bitexact(m, k, n, isa):
     model = gemm_model(pw, s, b, k)
     assert_bitexact(run_steport(model, {"A": a.numpy()})[0], ref, f"kernel[{isa}]")
     assert_bitexact(run_fallback(model, {"A": a.numpy()})[0], ref, "fallback")
+
+
+@pytest.fixture(params=["amx", "xnor"])
+def gemm_path(request, monkeypatch):
+    """Batched GEMMs with constant weights run on AMX-INT8 tiles where the CPU and OS allow
+    (and enough rows share the weights); STEPORT_BINARY_AMX=0 keeps them on XNOR-popcount."""
+    if request.param == "amx" and not steport.ort_ops.build_info()["amx_int8"]:
+        pytest.skip("no AMX-INT8 here")
+    monkeypatch.setenv("STEPORT_BINARY_AMX", "1" if request.param == "amx" else "0")
+    return request.param
+
+
+@pytest.mark.parametrize("m,k,n", [(32, 1, 1), (33, 64, 31), (40, 65, 33), (70, 127, 64),
+                                   (128, 1000, 70), (130, 4100, 40), (200, 129, 257)])
+def test_gemm_amx_and_xnor_paths(m, k, n, gemm_path):
+    """Row / column / k tails around the 32 x 32 x 64 tile blocks, NaN and -0.0 inputs, and
+    stray bits in the weights' last word: both paths equal the PyTorch reference."""
+    gen = torch.Generator().manual_seed(m * k + n)
+    a, w = rand_with_zeros(m, k), torch.randn(n, k, generator=gen)
+    a.view(-1)[3::13] = float("nan")  # NaN -> -1, like sign(NaN >= 0)
+    s, b = torch.rand(n, generator=gen) + 0.1, torch.randn(n, generator=gen)
+    ref = (F.linear(sgn(a), sgn(w)) * s + b).numpy()
+    pw = pack_signs(w).view(torch.int64)
+    if k % 64:
+        pw[:, -1] |= torch.tensor(-1 << (k % 64))  # garbage tail bits must be ignored
+    model = gemm_model(pw.view(torch.uint64), s, b, k)
+    for threads in (1, 2):
+        assert_bitexact(run_steport(model, {"A": a.numpy()}, threads=threads)[0], ref,
+                        f"{gemm_path} {m}x{k}x{n} threads={threads}")
 
 
 def test_gemm_batched_rank3_and_stray_tail_bits(isa):

@@ -75,7 +75,6 @@ struct Sep8Problem {
 void Sep8GemmVnni(const Sep8Problem& p, int64_t m_begin, int64_t m_end);
 // AMX-INT8 tiles, same integers. Needs AmxInt8Usable(); m_begin % 32 == 0, fa rows readable up
 // to round_up(m_end, 32), Kp % 64 == 0, ldg % 32 == 0.
-bool AmxInt8Usable();  // CPU + OS support, tile-data permission requested (once)
 void Sep8GemmAmx(const Sep8Problem& p, int64_t m_begin, int64_t m_end);
 // Conv form: Y[n, l] = sum_k aq(k, l) * wq(n, k) - corr[n], lanes over output pixels l so the
 // NCHW output is written with contiguous (masked) stores. aq: quads [Kp/4][ld_l][4] u8 with

@@ -7,52 +7,17 @@
 #include <algorithm>
 #include <cstring>
 
-#if defined(__linux__)
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
-#include <cpuid.h>
-
+#include "core/common/cpu.h"
 #include "lut_gemm.h"
 
 namespace steport::approx {
-
-bool AmxInt8Usable() {
-  static const bool ok = [] {
-    unsigned a, b, c, d;
-    if (__get_cpuid_max(0, nullptr) < 7) return false;
-    __cpuid_count(7, 0, a, b, c, d);
-    if (!(d & (1u << 24)) || !(d & (1u << 25))) return false;  // AMX-TILE, AMX-INT8
-    __cpuid(1, a, b, c, d);
-    if (!(c & (1u << 27))) return false;  // OSXSAVE
-    unsigned lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & (3u << 17)) != (3u << 17)) return false;  // XTILECFG + XTILEDATA enabled
-#if defined(__linux__)
-    constexpr long kReqXcompPerm = 0x1023, kXtileData = 18;
-    return syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
-#else
-    return false;
-#endif
-  }();
-  return ok;
-}
-
-namespace {
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-}  // namespace
 
 // Blocks of 32 rows x 32 columns: C tiles 0-3, A tiles 4-5 (16 rows x 64 k), B tiles 6-7
 // (16 k-quads x 16 columns). Caller guarantees: m_begin % 32 == 0, fa rows readable up to
 // round_up(m_end, 32), Kp % 64 == 0, ldg % 32 == 0 with quads readable up to ldg.
 __attribute__((target("amx-tile,amx-int8"))) void Sep8GemmAmx(const Sep8Problem& p,
                                                                  int64_t m_begin, int64_t m_end) {
-  TileConfig cfg;
+  AmxTileConfig cfg;
   for (int t = 0; t < 8; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
   _tile_loadconfig(&cfg);
   alignas(64) int32_t c[32 * 32];

@@ -56,6 +56,24 @@ void ConvOutPortable(const int32_t* pop, int64_t n, int32_t base, float sc, floa
   ConvOutGeneric(pop, n, base, sc, bi, y);
 }
 
+AmxWeights PrepareAmxWeights(const uint64_t* b, int64_t n, int64_t k) {
+  AmxWeights w;
+  const int64_t kw = (k + 63) / 64;
+  w.n = n;
+  w.np = (n + kAmxBlock - 1) / kAmxBlock * kAmxBlock;
+  w.kp = (k + kAmxK - 1) / kAmxK * kAmxK;
+  w.storage.assign(static_cast<size_t>(w.kp * w.np + 64), 0);
+  int8_t* bq = const_cast<int8_t*>(w.tiles());
+  const int64_t kt_count = w.kp / kAmxK;
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t kk = 0; kk < k; ++kk) {
+      const bool bit = (b[j * kw + kk / 64] >> (kk % 64)) & 1;
+      const int64_t tile = (j / 16) * kt_count + kk / kAmxK;
+      bq[tile * 1024 + ((kk % kAmxK) / 4) * 64 + 4 * (j % 16) + kk % 4] = bit ? 1 : -1;
+    }
+  return w;
+}
+
 Kernels SelectKernels(Isa isa) {
 #if defined(STEPORT_X86)
   if (isa == Isa::kAvx512 && DetectCpu().avx512vpopcntdq)

@@ -2,6 +2,7 @@
 // Bits: 1 = +1, LSB first, 64-bit words along the reduction axis (docs/binary.md).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "core/common/cpu.h"
 
@@ -76,6 +77,43 @@ void XorPopTAvx512(const uint64_t* a, int64_t lda, int64_t m, const uint64_t* bt
 
 // The best kernels for `isa`: the AVX-512 set needs VPOPCNTDQ, else the AVX2 set runs.
 Kernels SelectKernels(Isa isa);
+
+// ---- AMX-INT8 path for batched GEMMs (AVX-512 unit list; needs AmxInt8Usable()) ----------
+// XNOR-popcount as a +-1 int8 dot product: k - 2 * popcount(a ^ b) = sum_k a_k * b_k with
+// bits as +1 / -1, so one tdpbssd (16x16x64 MACs) replaces 16K bit operations. Padding is 0
+// on both sides and adds nothing.
+constexpr int64_t kAmxBlock = 32;  // rows and columns per tile block (2 x 2 tiles of 16x16)
+constexpr int64_t kAmxK = 64;      // k per tile step
+// Operands are stored tile by tile (1 KiB each, so a tile load reads contiguous memory: rows
+// 4 KiB apart would all fall in one L1 set): with KT = kp / 64 k-steps,
+//   A tile (row block rt, k-step kt) at ((rt * KT) + kt) * 1024: 16 rows x 64 k bytes;
+//   B tile (column block ct, k-step kt) at ((ct * KT) + kt) * 1024: 16 k-quads x 16 columns
+//   x 4 bytes (byte 64 q + 4 j + i is k = 64 kt + 4 q + i of column 16 ct + j).
+// Values: +1 / -1 for a bit (k < kbits, row < rows, column < n), else 0.
+struct AmxWeights {
+  std::vector<int8_t> storage;    // tiles start at the first 64-byte boundary
+  int64_t n = 0, np = 0, kp = 0;  // np: n rounded up to kAmxBlock, kp: k rounded up to kAmxK
+  const int8_t* tiles() const { return Align64(storage.data()); }
+  static const int8_t* Align64(const int8_t* p) {
+    return reinterpret_cast<const int8_t*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t{63});
+  }
+};
+AmxWeights PrepareAmxWeights(const uint64_t* b, int64_t n, int64_t k);
+// A tiles of rows [0, rows_padded) (a multiple of 16) of src [rows, k] (row stride ld):
+// +1 where x >= 0, -1 below (NaN: -1), 0 for rows >= rows and k-padding.
+void PackSignTilesAvx512(const float* src, int64_t rows, int64_t rows_padded, int64_t k,
+                         int64_t ld, int8_t* dst, int64_t kp);
+// y[i * n + j] = float(dot_ij) * scale[j] + bias[j] (a multiply, then an add: the other
+// kernels' rounding) for rows i < m of the A tiles (mp rows) and the columns of column blocks
+// [nb_begin, nb_end) (32 columns each, j < n). Tiles are configured and released per call.
+struct AmxGemmOut {
+  const float* scale;
+  const float* bias;
+  float* y;
+  int64_t m, n;
+};
+void GemmBlocksAmx(const int8_t* a8, int64_t mp, const AmxWeights& w, int64_t nb_begin,
+                   int64_t nb_end, const AmxGemmOut& out);
 
 // Mask of the valid bits in the last word of a k-bit row (all ones when k % 64 == 0).
 inline uint64_t LastWordMask(int64_t k) {

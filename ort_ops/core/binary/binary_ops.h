@@ -18,6 +18,8 @@ struct GemmProblem {
   const float* scale;    // [n]
   const float* bias;     // [n]
   float* y;              // [m, n]
+  // B prepared for AMX tiles (constant weights, AMX usable): batched problems use it.
+  const AmxWeights* amx = nullptr;
 };
 void RunGemm(const GemmProblem& p, const Kernels& kern, const ParFor& par);
 

@@ -20,5 +20,17 @@ Isa SelectIsa();               // BestIsa capped by STEPORT_ISA; unknown values 
 const char* IsaName(Isa isa);
 // Whether a given path was compiled into this library (x86-64 builds have all three).
 bool IsaCompiled(Isa isa);
+// AMX-TILE + AMX-INT8 usable: CPU, OS (XCR0 tile state) and, on Linux, the process-wide
+// permission for tile data (arch_prctl, requested once). Kernels using it are compiled with
+// the AMX target on the function only.
+bool AmxInt8Usable();
+
+// Tile configuration (palette 1) for _tile_loadconfig.
+struct alignas(64) AmxTileConfig {
+  unsigned char palette = 1, start_row = 0;
+  unsigned char reserved[14] = {};
+  unsigned short colsb[16] = {};
+  unsigned char rows[16] = {};
+};
 
 }  // namespace steport
