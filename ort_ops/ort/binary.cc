@@ -92,6 +92,10 @@ struct GemmCpu {
     if (ti.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64 || shape.size() != 2 ||
         shape[1] != (k + 63) / 64 || shape[0] < 1)
       return;
+    // byte weights are 8x the packed bits: past 256 MiB keep the packed kernels only
+    constexpr int64_t kMaxAmxBytes = int64_t{256} << 20;
+    const int64_t kp = (k + binary::kAmxK - 1) / binary::kAmxK * binary::kAmxK;
+    if (shape[0] > kMaxAmxBytes / kp) return;
     amx = binary::PrepareAmxWeights(cv.GetTensorData<uint64_t>(), shape[0], k);
   }
 
