@@ -140,6 +140,25 @@ InputView GetOptionalInput(Ort::KernelContext& ctx, size_t i, const char* name) 
   return v;
 }
 
+std::optional<InputView> ConstantInput(const OrtKernelInfo* info, size_t i) {
+  int is_const = 0;
+  const OrtValue* value = nullptr;
+  OrtStatus* st = Ort::GetApi().KernelInfoGetConstantInput_tensor(info, i, &is_const, &value);
+  if (st) {
+    Ort::GetApi().ReleaseStatus(st);
+    return std::nullopt;
+  }
+  if (!is_const || !value) return std::nullopt;
+  InputView v;
+  v.value = Ort::ConstValue(value);
+  if (!v.value.IsTensor()) return std::nullopt;
+  auto ti = v.value.GetTensorTypeAndShapeInfo();
+  v.shape = ti.GetShape();
+  v.type = ti.GetElementType();
+  v.present = true;
+  return v;
+}
+
 void CheckType(const InputView& v, ONNXTensorElementDataType want, const char* name) {
   Check(v.type == want, "input '", name, "' must be ", TypeName(want), ", got ", TypeName(v.type));
 }

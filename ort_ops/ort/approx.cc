@@ -154,17 +154,11 @@ class LutCache {
   // A LUT that is a constant initializer (the deployed case) is prepared at kernel creation
   // and then used without the per-call compare.
   void PrepareConstant(const OrtKernelInfo* info, size_t index) {
-    int is_const = 0;
-    const OrtValue* v = nullptr;
-    OrtStatus* st = Ort::GetApi().KernelInfoGetConstantInput_tensor(info, index, &is_const, &v);
-    if (st) { Ort::GetApi().ReleaseStatus(st); return; }
-    if (!is_const || !v) return;
-    Ort::ConstValue cv(v);
-    auto ti = cv.GetTensorTypeAndShapeInfo();
+    const std::optional<InputView> lut = ConstantInput(info, index);
     // Anything but a valid LUT is left to Compute, which reports it.
-    if (ti.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 || ti.GetElementCount() != kLutSize) return;
+    if (!lut || lut->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 || lut->size() != kLutSize) return;
     constant_ = true;
-    Get(cv.GetTensorData<int32_t>());
+    Get(lut->data<int32_t>());
   }
   std::shared_ptr<const Prepared> Get(const int32_t* lut) {
     std::lock_guard<std::mutex> lock(mu_);

@@ -77,26 +77,15 @@ struct GemmCpu {
   // Weights that are a constant initializer (the exported case) are converted once; a B
   // that is not valid is left to Compute, which reports it.
   void PrepareConstantWeights(const OrtKernelInfo* info) {
-    int is_const = 0;
-    const OrtValue* v = nullptr;
-    OrtStatus* st = Ort::GetApi().KernelInfoGetConstantInput_tensor(info, 1, &is_const, &v);
-    if (st) {
-      Ort::GetApi().ReleaseStatus(st);
-      return;
-    }
-    if (!is_const || !v) return;
-    Ort::ConstValue cv(v);
-    if (!cv.IsTensor()) return;
-    auto ti = cv.GetTensorTypeAndShapeInfo();
-    const std::vector<int64_t> shape = ti.GetShape();
-    if (ti.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64 || shape.size() != 2 ||
-        shape[1] != (k + 63) / 64 || shape[0] < 1)
+    const std::optional<InputView> b = ConstantInput(info, 1);
+    if (!b || b->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64 || b->shape.size() != 2 ||
+        b->shape[1] != (k + 63) / 64 || b->shape[0] < 1)
       return;
     // byte weights are 8x the packed bits: past 256 MiB keep the packed kernels only
     constexpr int64_t kMaxAmxBytes = int64_t{256} << 20;
     const int64_t kp = (k + binary::kAmxK - 1) / binary::kAmxK * binary::kAmxK;
-    if (shape[0] > kMaxAmxBytes / kp) return;
-    amx = binary::PrepareAmxWeights(cv.GetTensorData<uint64_t>(), shape[0], k);
+    if (b->shape[0] > kMaxAmxBytes / kp) return;
+    amx = binary::PrepareAmxWeights(b->data<uint64_t>(), b->shape[0], k);
   }
 
   void Compute(Ort::KernelContext& ctx) {

@@ -114,25 +114,11 @@ class PlanCache {
   PlanCache(const OrtKernelInfo* info, const std::vector<int64_t>& sizes, int64_t num_classes,
             float tau)
       : sizes_(sizes), num_classes_(num_classes), tau_(tau) {
-    InputView v[3];
-    for (size_t i = 0; i < 3; ++i) {
-      int is_const = 0;
-      const OrtValue* value = nullptr;
-      OrtStatus* st = Ort::GetApi().KernelInfoGetConstantInput_tensor(info, i + 1, &is_const, &value);
-      if (st) {
-        Ort::GetApi().ReleaseStatus(st);
-        return;
-      }
-      if (!is_const || !value) return;
-      v[i].value = Ort::ConstValue(value);
-      if (!v[i].value.IsTensor()) return;
-      auto ti = v[i].value.GetTensorTypeAndShapeInfo();
-      v[i].shape = ti.GetShape();
-      v[i].type = ti.GetElementType();
-      v[i].present = true;
-    }
+    std::optional<InputView> v[3];
+    for (size_t i = 0; i < 3; ++i)
+      if (!(v[i] = ConstantInput(info, i + 1))) return;
     try {
-      Gates gates = ReadGates(v[0], v[1], v[2], sizes_, -1);
+      Gates gates = ReadGates(*v[0], *v[1], *v[2], sizes_, -1);
       max_input_ = gates.max_input;
       plan_ = Build(gates);
     } catch (const OpError&) {

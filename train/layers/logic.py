@@ -124,9 +124,6 @@ class LogicDense(nn.Module):
             p = hard + p - p.detach()
         return p
 
-    def _probs(self) -> torch.Tensor:
-        return self._relaxed_choice(self.weight)
-
     def _operands(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.learnable_wiring and self.training:
             return tuple((x[..., getattr(self, f"cand_{op}")] *
@@ -140,7 +137,7 @@ class LogicDense(nn.Module):
             return logic_layer(x, *self._deploy)
         a, b = self._operands(x)
         if self.training:
-            return relaxed_gates(a, b, corner_values(self._probs()))
+            return relaxed_gates(a, b, corner_values(self._relaxed_choice(self.weight)))
         # eval: the argmax gates' truth tables (exact for {0, 1} inputs)
         corners = truth_table(x.dtype, x.device)[self.weight.argmax(-1)]
         return relaxed_gates(a, b, corners)

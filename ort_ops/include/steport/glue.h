@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -89,6 +90,9 @@ InputView GetInput(Ort::KernelContext& ctx, size_t i, const char* name);
 // Optional input: absent when the node leaves it empty or the input count is short.
 InputView GetOptionalInput(Ort::KernelContext& ctx, size_t i, const char* name);
 void CheckType(const InputView& v, ONNXTensorElementDataType want, const char* name);
+// Input `i` at kernel creation when it is a constant initializer tensor (the exported case),
+// else nothing. The view stays valid for the kernel's lifetime; its contents are unchecked.
+std::optional<InputView> ConstantInput(const OrtKernelInfo* info, size_t i);
 
 // ---- threading ----------------------------------------------------------------------
 // Splits [0, n) into chunks of at least `grain` items and runs fn(begin, end) on ORT's
