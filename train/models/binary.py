@@ -7,6 +7,7 @@ from torch import nn
 
 from ..layers import BinaryConv2d, BinaryLinear
 from . import register_model
+from .backbones import Layers, cnn28, float_conv, float_linear, vgg_small
 
 
 @register_model("binary_mlp")
@@ -36,3 +37,38 @@ def binary_cnn(in_channels: int = 1, num_classes: int = 10, width: int = 32,
         BinaryConv2d(2 * width, 2 * width, 3, padding=1, **kw), nn.BatchNorm2d(2 * width),
         nn.MaxPool2d(2), nn.Flatten(),
         nn.Linear(2 * width * side * side, num_classes))
+
+
+def _binary_layers(weight_scale: bool, act_scale: bool, pad_value: int) -> Layers:
+    """Binary inner layers, float first conv and last linear (the BN before each binary layer
+    centres what sign() sees; the binary layers binarize their own inputs)."""
+    def conv(cin: int, cout: int, first: bool) -> nn.Module:
+        if first:
+            return float_conv(cin, cout, first)
+        return BinaryConv2d(cin, cout, 3, padding=1, pad_value=pad_value,
+                            weight_scale=weight_scale, act_scale=act_scale)
+
+    def linear(fin: int, fout: int, last: bool) -> nn.Module:
+        if last:
+            return float_linear(fin, fout, last)
+        return BinaryLinear(fin, fout, weight_scale=weight_scale, act_scale=act_scale)
+
+    return Layers(conv=conv, linear=linear, act=lambda channels: nn.Identity())
+
+
+@register_model("binary_vgg_small")
+def binary_vgg_small(in_channels: int = 3, num_classes: int = 10, width: int = 128,
+                     image_size: int = 32, hidden: int = 1024, weight_scale: bool = True,
+                     act_scale: bool = False, pad_value: int = 0) -> nn.Module:
+    """VGG-small (models/backbones.py) with binary inner convs and hidden linear."""
+    return vgg_small(_binary_layers(weight_scale, act_scale, pad_value), in_channels,
+                     num_classes, width, image_size, hidden)
+
+
+@register_model("binary_cnn28")
+def binary_cnn28(in_channels: int = 1, num_classes: int = 10, width: int = 64,
+                 image_size: int = 28, weight_scale: bool = True, act_scale: bool = False,
+                 pad_value: int = 0) -> nn.Module:
+    """The 28x28 CNN (models/backbones.py) with binary inner convs."""
+    return cnn28(_binary_layers(weight_scale, act_scale, pad_value), in_channels, num_classes,
+                 width, image_size)
