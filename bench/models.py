@@ -49,12 +49,20 @@ class Variant:
     name: str                          # impl name in the table: steport-<name>
     archs: dict[str, str]              # net name -> the family's arch of that net
     kwargs: dict = field(default_factory=dict)
+    integer: bool = False              # export with steport.export.integer (QDQ int8 graph)
 
 
 # Each family's variant of the reference networks. Families register these archs in
 # train/models/<family>.py from models/backbones.py; add a line here for a new one.
 VARIANTS: list[Variant] = [
     Variant("binary", {"vgg_small": "binary_vgg_small", "cnn28": "binary_cnn28"}),
+    # PACT networks as integer QDQ graphs (ORT: QLinearConv / QGemm), a<bits>w<bits>
+    *(Variant(f"pact-int-a{a}w{w}", {"vgg_small": "pact_vgg_small", "cnn28": "pact_cnn28"},
+              {"bits": a, "weight_bits": w}, integer=True)
+      for a, w in ((2, 8), (4, 8), (8, 8), (4, 4))),
+    # the same 4-bit PACT network with float Conv/Gemm and ai.steport.quant::Pact nodes
+    Variant("pact-float-a4w8", {"vgg_small": "pact_vgg_small", "cnn28": "pact_cnn28"},
+            {"bits": 4, "weight_bits": 8}),
 ]
 
 BATCHES = (1, 16)
@@ -83,6 +91,14 @@ def _export(model, shape, path: Path) -> onnx.ModelProto:
     from steport.export import export_model
 
     return export_model(model, torch.zeros(2, *shape), path)
+
+
+def _export_integer(model, shape, path: Path) -> onnx.ModelProto:
+    import torch
+
+    from steport.export.integer import export_integer_model
+
+    return export_integer_model(model, torch.zeros(2, *shape), path)
 
 
 class _Calibration:
@@ -157,7 +173,9 @@ def run(ctx: Context) -> list[Row]:
                     _note(f"skipping steport-{v.name} on {net_name}: arch {arch!r} not registered")
                     continue
                 m = _calibrated(arch, {**kwargs, **v.kwargs}, net.shape, rng)
-                models[f"steport-{v.name}"] = (_export(m, net.shape, tmpd / f"{net_name}.{v.name}.onnx"),
+                exporter = _export_integer if v.integer else _export
+                models[f"steport-{v.name}"] = (exporter(m, net.shape,
+                                                        tmpd / f"{net_name}.{v.name}.onnx"),
                                                True)
                 trainable[f"steport-{v.name}"] = m
             for batch in BATCHES:

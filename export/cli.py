@@ -15,6 +15,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", help="comma-separated class names (with --preprocess image)")
     p.add_argument("--invert", action="store_true",
                    help="dark-on-light images for a model trained light-on-dark")
+    p.add_argument("--integer", action="store_true",
+                   help="quantized (QConv2d/QLinear) models: export as an integer QDQ network "
+                        "that ORT runs on int8 kernels (docs/ops.md, Integer models)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("verify", help="compare PyTorch, ORT + steport ops, and stock ORT")
@@ -30,7 +33,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_verify)
 
 
-def export_checkpoint(checkpoint: str, output: str, batch: int = 2):
+def export_checkpoint(checkpoint: str, output: str, batch: int = 2, integer: bool = False):
     import torch
 
     from steport.train.checkpoint import load_checkpoint
@@ -41,11 +44,15 @@ def export_checkpoint(checkpoint: str, output: str, batch: int = 2):
     x = torch.zeros(batch, *ckpt["input_shape"])
     meta = {"checkpoint": os.path.abspath(checkpoint), "arch": ckpt["model"]["arch"],
             "dataset": ckpt.get("dataset", ""), "input_shape": ckpt["input_shape"]}
+    if integer:
+        from .integer import export_integer_model
+
+        return export_integer_model(model, x, output, metadata=meta)
     return export_model(model, x, output, metadata=meta)
 
 
 def cmd_export(args) -> int:
-    proto = export_checkpoint(args.checkpoint, args.output, args.batch)
+    proto = export_checkpoint(args.checkpoint, args.output, args.batch, integer=args.integer)
     if args.preprocess == "image":
         from .core import save
         from .preprocess import wrap_image_model

@@ -87,10 +87,16 @@ def _inputs_for(model: onnx.ModelProto, batch: int, seed: int, ckpt: dict | None
 
 def verify(model_path: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
            batch: int = 64, seed: int = 0, atol: float = 1e-4, torch_max_mismatch: float = 0.01,
-           backends: tuple[str, ...] = ("steport", "fallback", "torch")) -> VerifyReport:
+           backends: tuple[str, ...] = ("steport", "fallback", "torch"),
+           integer_min_argmax: float = 0.95) -> VerifyReport:
     """Compare backends pairwise. ORT with the library vs the fallback bodies must agree on
     every element (within atol); PyTorch vs ORT may differ on at most ``torch_max_mismatch``
-    of the elements (float ops before a quantizer can move a value across a rounding step)."""
+    of the elements (float ops before a quantizer can move a value across a rounding step).
+
+    An integer model (``steport export --integer``) is also run through the PyTorch integer
+    reference of docs/ops.md ("pytorch-int"), which every ORT backend must match exactly; the
+    fake-quant PyTorch model computes in float and rounds differently, so against it only
+    the predicted class is compared (agreement >= ``integer_min_argmax``)."""
     model = onnx.load(os.fspath(model_path))
     meta = _metadata(model)
     ckpt = None
@@ -121,6 +127,11 @@ def verify(model_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
             y = torch_model(*[torch.from_numpy(v) for v in feeds.values()])
         ys = y if isinstance(y, (tuple, list)) else [y]
         results["pytorch"] = [t.numpy() for t in ys]
+        if "steport.integer" in meta:
+            from .integer import build_plan, integer_reference
+
+            x = torch.from_numpy(next(iter(feeds.values())))
+            results["pytorch-int"] = [integer_reference(build_plan(torch_model), x).numpy()]
     report = VerifyReport(os.fspath(model_path), batch)
     names = list(results)
     for i in range(len(names)):
@@ -128,5 +139,13 @@ def verify(model_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
             a, b = names[i], names[j]
             limit = torch_max_mismatch if "pytorch" in (a, b) else 0.0  # kernels: exact
             for k, out in enumerate(outs):
-                report.pairs.append(_compare(results[a][k], results[b][k], a, b, out, atol, limit))
+                if "pytorch-int" in (a, b):  # the integer arithmetic, bit for bit
+                    pair = _compare(results[a][k], results[b][k], a, b, out, 0.0, 0.0)
+                elif "pytorch" in (a, b) and "steport.integer" in meta:
+                    pair = _compare(results[a][k], results[b][k], a, b, out, atol, 1.0)
+                    pair.ok = pair.argmax_agreement is None or (
+                        pair.argmax_agreement >= integer_min_argmax)
+                else:
+                    pair = _compare(results[a][k], results[b][k], a, b, out, atol, limit)
+                report.pairs.append(pair)
     return report

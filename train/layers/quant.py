@@ -89,10 +89,22 @@ class _QuantizedLayer:
         self.weight_quant = weight_quant
         self.weight_bits = weight_bits
 
+    _frozen_weight: torch.Tensor | None = None
+
     def quantized_weight(self) -> torch.Tensor:
+        if self._frozen_weight is not None:
+            return self._frozen_weight
         if self.weight_quant is None:
             return self.weight
         return quantize_weight(self.weight, self.weight_quant, self.weight_bits)
+
+    def prepare_export(self) -> None:
+        # The float export stores the fake-quantized weight as one constant instead of
+        # tracing the quantizer's arithmetic into the graph.
+        self._frozen_weight = self.quantized_weight().detach().clone()
+
+    def finish_export(self) -> None:
+        self._frozen_weight = None
 
     def weight_codes(self):
         """(integer-valued codes shaped like weight, per-output-channel scale): the weight the
@@ -115,11 +127,12 @@ class QConv2d(_QuantizedLayer, nn.Conv2d):
     (``steport.export.integer``)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, *, act_bits: int | None = 4,
-                 act_signed: bool = False, alpha_init: float = 6.0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros", *,
+                 act_bits: int | None = 4, act_signed: bool = False, alpha_init: float = 6.0,
                  weight_quant: str | None = "symmetric", weight_bits: int = 8):
         nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
-                           padding=padding, dilation=dilation, groups=groups, bias=bias)
+                           padding=padding, dilation=dilation, groups=groups, bias=bias,
+                           padding_mode=padding_mode)
         self._init_quant(act_bits, act_signed, alpha_init, weight_quant, weight_bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
