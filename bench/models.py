@@ -59,7 +59,7 @@ VARIANTS: list[Variant] = [
     # PACT networks as integer QDQ graphs (ORT: QLinearConv / QGemm), a<bits>w<bits>
     *(Variant(f"pact-int-a{a}w{w}", {"vgg_small": "pact_vgg_small", "cnn28": "pact_cnn28"},
               {"bits": a, "weight_bits": w}, integer=True)
-      for a, w in ((2, 8), (4, 8), (8, 8), (4, 4))),
+      for a, w in ((2, 8), (4, 8), (8, 8))),
     # the same 4-bit PACT network with float Conv/Gemm and ai.steport.quant::Pact nodes
     Variant("pact-float-a4w8", {"vgg_small": "pact_vgg_small", "cnn28": "pact_cnn28"},
             {"bits": 4, "weight_bits": 8}),

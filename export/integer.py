@@ -396,26 +396,33 @@ def to_onnx(plan: IntegerPlan, input_shape: tuple[int, ...], input_name: str = "
 
     qparams: dict[tuple, tuple[str, str]] = {}
 
-    def act_params(q: ActQuant) -> tuple[str, str]:
-        key = (q.scale, q.signed)
+    def act_params(q: ActQuant, offset: bool = False) -> tuple[str, str]:
+        key = (q.scale, q.signed, offset)
         if key not in qparams:
-            qparams[key] = (init(np.float32(q.scale), "act_scale"),
-                            init(q.np_dtype(0), "act_zp"))
+            zp = np.uint8(128) if offset else q.np_dtype(0)
+            qparams[key] = (init(np.float32(q.scale), "act_scale"), init(zp, "act_zp"))
         return qparams[key]
 
     x = input_name
+    # Signed image codes c are stored as uint8 c + 128 (zero point 128): the same integers
+    # to QLinearConv, but MLAS's u8·s8 kernels run instead of the slower s8·s8 ones.
+    offset = False
     for st in plan.steps:
+        # build_plan puts a signed image quantizer right before its layer (no clip, no pool)
+        assert not (offset and not isinstance(st, IntLinearStep)), "offset codes must feed a layer"
         if isinstance(st, QuantizeStep):
             if st.float_clip is not None:
                 lo, hi = st.float_clip
                 x = add("Clip", [x, init(np.float32(lo), "lo"), init(np.float32(hi), "hi")],
                         "clip")
-            x = add("QuantizeLinear", [x, *act_params(st.q)], "codes")
+            offset = st.q.signed
+            x = add("QuantizeLinear", [x, *act_params(st.q, offset)], "codes")
         elif isinstance(st, ClipStep):
             x = add("Clip", [x, init(st.dtype(st.lo), "lo"), init(st.dtype(st.hi), "hi")], "clip")
         elif isinstance(st, IntLinearStep):
             base = st.name.replace(".", "_")
-            xd = add("DequantizeLinear", [x, *act_params(st.x_q)], f"{base}_x")
+            xd = add("DequantizeLinear", [x, *act_params(st.x_q, offset)], f"{base}_x")
+            offset = False
             c = st.w_codes.shape[0]
             w = add("DequantizeLinear", [init(st.w_codes.astype(np.int8), f"{base}_w"),
                                          init(st.w_scale, f"{base}_w_scale"),

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+import steport
 from steport.export import ExportError
 from steport.export.integer import build_plan, export_integer_model, integer_reference
 from steport.train.layers.quant import PACT, QConv2d, QLinear, SignedActQuant
@@ -233,12 +234,16 @@ def test_export_errors_name_the_layer():
 # ---- end to end: trained on digits, integer accuracy = fake-quant accuracy ---------------
 
 def test_trained_pact_cnn_integer_accuracy_matches_fake_quant(tmp_path):
+    from steport.export.cli import export_checkpoint
+    from steport.export.verify import verify
+    from steport.train.checkpoint import save_checkpoint
     from steport.train.data import load_digits
     from steport.train.models import build_model
 
     torch.manual_seed(0)
     data = load_digits()
-    model = build_model("pact_cnn", width=8, bits=4, alpha_init=4.0, weight_bits=4)
+    kwargs = dict(width=8, bits=4, alpha_init=4.0, weight_bits=4)
+    model = build_model("pact_cnn", **kwargs)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     xs, ys = data.train.x, data.train.y
     for _ in range(6):
@@ -257,3 +262,32 @@ def test_trained_pact_cnn_integer_accuracy_matches_fake_quant(tmp_path):
     assert fq_acc > 0.85, fq_acc
     assert abs(int_acc - fq_acc) <= 0.003 + 1e-9, (fq_acc, int_acc)
     np.testing.assert_array_equal(y, integer_reference(build_plan(model), xt).numpy())
+
+    # the CLI path: checkpoint -> steport export --integer -> steport verify
+    ckpt = tmp_path / "pact.pt"
+    save_checkpoint(ckpt, model, arch="pact_cnn", kwargs=kwargs, input_shape=(1, 8, 8),
+                    dataset="digits")
+    export_checkpoint(str(ckpt), str(tmp_path / "cli.onnx"), integer=True)
+    report = verify(tmp_path / "cli.onnx", ckpt, batch=128)
+    pairs = {(p.a, p.b): p for p in report.pairs}
+    assert report.ok, report.table()
+    assert pairs[("ort+steport", "pytorch-int")].max_abs_diff == 0.0
+    assert pairs[("ort+steport", "pytorch")].argmax_agreement >= 0.95
+
+
+def test_float_export_of_quantized_layers_still_available():
+    """export_model keeps the float semantics: float Conv/Gemm on the fake-quantized weights
+    (one constant each) and ai.steport.quant::Pact nodes, equal to PyTorch up to float
+    rounding."""
+    from steport.export import export_model
+
+    model = calibrated(small_net(4, signed_input=False))
+    x = torch.rand(16, 3, 16, 16)
+    proto = export_model(model, x[:2])
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Pact") == 5 and "QuantizeLinear" not in ops, ops
+    y = steport.session(proto.SerializeToString()).run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert (y.argmax(1) == ref.argmax(1)).mean() >= 0.9
+    assert (np.abs(y - ref) <= 1e-4).mean() >= 0.9  # a PACT step may flip on float rounding
