@@ -494,7 +494,9 @@ def integer_reference(plan: IntegerPlan, x: torch.Tensor) -> torch.Tensor:
     """Run ``plan`` in PyTorch with exactly the arithmetic of docs/ops.md: QuantizeLinear
     as fp32 x / scale, round half to even, saturation; exact integer sums (float64 holds
     every int32 exactly); bias added in int32; requantization fp32(acc) · fp32 multiplier,
-    round half to even, saturation; max-pool / flatten / clip on codes. Returns float32."""
+    round half to even, saturation; max-pool / flatten / clip on codes. Returns float32.
+    Activations are held in float64: feed large sets in chunks (10k 28x28 images at width 32
+    need several GiB at once)."""
     x = x.detach().to(torch.float32)
     for st in plan.steps:
         if isinstance(st, QuantizeStep):
