@@ -77,7 +77,8 @@ def test_exact_resize_keeps_accuracy(digits, trained_pact, pact_onnx):
 
 def test_keeps_custom_ops_functions_and_metadata(pact_onnx, wrapped):
     assert {(f.domain, f.name) for f in wrapped.functions} == {("ai.steport.quant", "Pact")}
-    assert sum(n.domain == "ai.steport.quant" for n in wrapped.graph.node) == 2
+    # pact_cnn: image quantizer + two PACT activations
+    assert sum(n.domain == "ai.steport.quant" for n in wrapped.graph.node) == 3
     meta = {p.key: p.value for p in wrapped.metadata_props}
     assert json.loads(meta["steport.ops"]) == {"ai.steport.quant::Pact": 1}
     assert json.loads(meta["steport.preprocess"])["formats"] == ["png"]
