@@ -25,16 +25,13 @@ class AllocationRefused(ValueError):
 
 
 def default_limit() -> int:
-    """`STEPORT_MAX_BYTES` if set, else half of this machine's physical memory."""
-    env = os.environ.get("STEPORT_MAX_BYTES")
-    if env:
-        try:
-            value = int(float(env))
-        except ValueError:
-            raise ValueError(f"STEPORT_MAX_BYTES={env!r} is not a number of bytes") from None
-        if value <= 0:
-            raise ValueError(f"STEPORT_MAX_BYTES={env!r} must be positive")
-        return value
+    """`STEPORT_MAX_BYTES` if set (the limit steport.session() also applies), else half of
+    this machine's physical memory."""
+    from steport.memory import limit_from_env
+
+    env = limit_from_env()
+    if env is not None:
+        return env
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
