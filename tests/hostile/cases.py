@@ -43,6 +43,8 @@ class HostileCase:
     oracle: bytes | None = None       # model stock ORT runs for the expected output
     match: str = ""                   # substring the error message must contain
     expected: list | None = None      # outputs from a numpy reference, where no oracle is
+    files: dict | None = None         # given: the model is loaded from a file in a fresh
+    #                                   folder holding these files (external data)
 
     @property
     def label(self) -> str:
@@ -189,7 +191,7 @@ class Builder:
         self.cases: list[HostileCase] = []
 
     def add(self, name, base_or_model, expect, runner="raw", match="", oracle=None, feeds=None,
-            expected=None):
+            expected=None, files=None):
         model = base_or_model if isinstance(base_or_model, onnx.ModelProto) else model_of(base_or_model)
         b = base_or_model if isinstance(base_or_model, Base) else self.base
         if expect in ("oracle", "either") and oracle is None:
@@ -197,7 +199,7 @@ class Builder:
         self.cases.append(HostileCase(self.base.spec.name, name, _bytes(model),
                                       dict(feeds if feeds is not None else b.feeds), expect, runner,
                                       _bytes(oracle) if oracle is not None else None, match,
-                                      expected))
+                                      expected, files))
 
 
 # ---- generic mutations, per input port and per attribute -------------------------------
@@ -215,7 +217,8 @@ def _raw(dtype: int, dims: list[int], nbytes: int) -> TensorProto:
     return t
 
 
-def _external(dtype: int, dims: list[int], location: str) -> TensorProto:
+def _external(dtype: int, dims: list[int], location: str, length: int | None = None,
+              offset: int | None = None) -> TensorProto:
     t = TensorProto()
     t.data_type = dtype
     t.dims.extend(dims)
@@ -223,7 +226,10 @@ def _external(dtype: int, dims: list[int], location: str) -> TensorProto:
     e = t.external_data.add()
     e.key, e.value = "location", location
     e = t.external_data.add()
-    e.key, e.value = "length", str(4 * int(np.prod(dims)) if dims else 4)
+    e.key, e.value = "length", str(length if length is not None else 4 * int(np.prod(dims)))
+    if offset is not None:
+        e = t.external_data.add()
+        e.key, e.value = "offset", str(offset)
     return t
 
 
@@ -287,6 +293,20 @@ def port_cases(bld: Builder) -> None:
             b = base.copy()
             b.inits[name] = _external(onnx_type, list(value.shape), loc)
             bld.add(f"{name}:external-{what}", b, "error")
+        # loaded from a file, as `steport serve model.onnx` does: data beside the model is
+        # read; paths leaving the model's folder, and lengths / offsets past the file, are not
+        data = {"weights.bin": value.tobytes()}
+        for loc, length, offset, what, expect in (
+                ("weights.bin", value.nbytes, None, "beside-model", "oracle"),
+                ("../../../../../etc/passwd", value.nbytes, None, "parent-dirs", "error"),
+                ("/etc/passwd", value.nbytes, None, "absolute", "error"),
+                ("weights.bin", value.nbytes + 8, None, "length-past-file", "error"),
+                ("weights.bin", value.nbytes, 1 << 40, "offset-past-file", "error"),
+                ("weights.bin", value.nbytes, -8, "negative-offset", "error")):
+            b = base.copy()
+            b.inits[name] = _external(onnx_type, list(value.shape), loc, length, offset)
+            bld.add(f"{name}:file-external-{what}", b, expect, files=data,
+                    oracle=model_of(base) if expect == "oracle" else None)
         if value.size > 1:
             b = base.copy()
             b.inits[name] = value.reshape(-1)[:0].reshape((0,) + value.shape[1:]) if value.ndim \

@@ -14,7 +14,9 @@ import json
 import os
 import pickle
 import resource
+import shutil
 import sys
+import tempfile
 
 
 def _cap_address_space(gib: float) -> None:
@@ -52,13 +54,26 @@ def main(argv=None) -> int:
             so.register_custom_ops_library(steport.library_path())
         return so
 
+    def model_source(c: dict):
+        """The model's bytes, or the path of a file in a fresh folder beside its files."""
+        if not c["files"]:
+            return c["model"]
+        folder = tempfile.mkdtemp(dir=scratch)
+        for name, data in c["files"].items():
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(data)
+        path = os.path.join(folder, "model.onnx")
+        with open(path, "wb") as f:
+            f.write(c["model"])
+        return path
+
     def run_case(c: dict):
         """-> ("error", message) | ("refused", message) | ("ran", outputs)."""
         try:
             if c["runner"] == "steport":
-                sess = steport.session(c["model"], sess_options=options(False))
+                sess = steport.session(model_source(c), sess_options=options(False))
             else:
-                sess = ort.InferenceSession(c["model"], options(True),
+                sess = ort.InferenceSession(model_source(c), options(True),
                                             providers=["CPUExecutionProvider"])
             return "ran", sess.run(None, c["feeds"])
         except ValueError as e:
@@ -113,6 +128,7 @@ def main(argv=None) -> int:
 
     with open(args.cases, "rb") as f:
         cases = pickle.load(f)
+    scratch = tempfile.mkdtemp(prefix="steport-hostile-")
     for i, c in enumerate(cases):
         print(f"case {i}: {c['label']}", file=sys.stderr, flush=True)
         try:
@@ -120,6 +136,7 @@ def main(argv=None) -> int:
         except Exception as e:  # noqa: BLE001 - a non-ORT exception is itself a failure
             outcome, detail = "FAIL:non-ort-exception", f"{type(e).__name__}: {e}"[:300]
         print(json.dumps({"case": c["label"], "outcome": outcome, "detail": detail}), flush=True)
+    shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 

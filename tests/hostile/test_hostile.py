@@ -37,7 +37,7 @@ def test_suite_size_and_coverage(cases):
     for op, cs in cases.items():
         names = " ".join(c.name for c in cs)
         for what in ("in-if-branch", "shadowed-by-impostor-function", "inside-user-function",
-                     "external-", "init-2^31-elements", "init-product-2^64", "declared-dim0",
+                     "external-", "file-external-parent-dirs", "init-2^31-elements", "init-product-2^64", "declared-dim0",
                      "empty"):
             assert what in names, f"{op} has no {what!r} case"
         expects = Counter(c.expect for c in cs)
@@ -56,7 +56,7 @@ def _child_env(isa: str) -> dict:
 def test_hostile_op_on_every_isa(op, cases, tmp_path):
     payload = [dict(label=c.label, model=c.model, feeds=c.feeds, expect=c.expect,
                     runner=c.runner, oracle=c.oracle, match=c.match,
-                    expected=c.expected) for c in cases[op]]
+                    expected=c.expected, files=c.files) for c in cases[op]]
     path = tmp_path / f"{op}.pkl"
     path.write_bytes(pickle.dumps(payload))
     # the ISA children run side by side: each is mostly session set-up, one core apiece
