@@ -44,13 +44,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def export_checkpoint(checkpoint: str, output: str, batch: int = 2):
     import torch
 
+    from steport.train.alloc_guard import AllocationRefused, allocation_budget
     from steport.train.checkpoint import load_checkpoint
 
-    from .core import export_model
-
-    from steport.train.alloc_guard import allocation_budget
-
-    from .core import ExportError
+    from .core import ExportError, export_model
+    from .verify import first_line
 
     model, ckpt = load_checkpoint(checkpoint)
     shape = (batch, *ckpt["input_shape"])
@@ -63,15 +61,12 @@ def export_checkpoint(checkpoint: str, output: str, batch: int = 2):
     try:
         with torch.no_grad(), allocation_budget(what=f"{checkpoint}: a forward pass"):
             model(x[:1])
+    except AllocationRefused:
+        raise
     except (RuntimeError, ValueError, IndexError, TypeError) as e:
         raise ExportError(f"{checkpoint}: the model ({ckpt['model']['arch']}) does not accept "
-                          f"its input_shape {ckpt['input_shape']}: {_first_line(e)}") from None
+                          f"its input_shape {ckpt['input_shape']}: {first_line(e)}") from None
     return export_model(model, x, output, metadata=meta)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def cmd_export(args) -> int:

@@ -57,7 +57,8 @@ def _compare(a, b, name_a, name_b, out, atol, max_mismatch) -> PairResult:
     return PairResult(name_a, name_b, out, mad, frac, am, frac <= max_mismatch)
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
+    """An exception as one line (the CLI's error format)."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
 
@@ -80,7 +81,7 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as e:  # noqa: BLE001 - DecodeError, RuntimeWarning, ...: all mean "not ONNX"
-        raise ValueError(f"cannot parse {path} as an ONNX model: {_first_line(e)}") from None
+        raise ValueError(f"cannot parse {path} as an ONNX model: {first_line(e)}") from None
     if not model.graph.output:
         raise ValueError(f"{path} is not an ONNX model (no graph outputs; truncated or not a "
                          f"model file)")
@@ -94,7 +95,7 @@ def _session(name: str, make):
     except ValueError:
         raise
     except Exception as e:  # noqa: BLE001 - onnxruntime's exception types are not public
-        raise ValueError(f"{name} cannot load the model: {_first_line(e)}") from None
+        raise ValueError(f"{name} cannot load the model: {first_line(e)}") from None
 
 
 def _run(name: str, make, feeds) -> list:
@@ -102,7 +103,7 @@ def _run(name: str, make, feeds) -> list:
     try:
         return sess.run(None, feeds)
     except Exception as e:  # noqa: BLE001 - e.g. a kernel refusing an input
-        raise ValueError(f"{name} failed to run the model: {_first_line(e)}") from None
+        raise ValueError(f"{name} failed to run the model: {first_line(e)}") from None
 
 
 def _check_checkpoint_fits(model: onnx.ModelProto, meta: dict[str, str], ckpt: dict,

@@ -24,7 +24,6 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from steport.export.core import add_fallback_functions
 from steport.registry import DOMAIN_VERSION, IR_VERSION, ONNX_OPSET, OPS, OpSpec, get
 
 from ..helpers import NP_TO_ONNX
