@@ -32,13 +32,17 @@ def _policy(args):
 
 
 def add_commands(sub) -> None:
-    s = sub.add_parser("serve", help="serve models over HTTP (KServe v2 / Triton protocol)",
+    s = sub.add_parser("serve", help="serve models over HTTP and gRPC (KServe v2 / Triton protocol)",
                        description="Serve MODEL.onnx, or every *.onnx in MODEL_DIR (name = file "
                                    "stem), over the Open Inference Protocol (HTTP/JSON + binary "
-                                   "tensors), with dynamic batching and Prometheus /metrics.")
+                                   "tensors, and gRPC), with dynamic batching and Prometheus "
+                                   "/metrics.")
     s.add_argument("target", metavar="MODEL.onnx|MODEL_DIR")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port (0 = any free one; default 8000)")
+    s.add_argument("--grpc-port", type=int, default=None,
+                   help="port of the v2 gRPC service (GRPCInferenceService); default 8001, or any "
+                        "free one (0) when --port is 0; -1 = no gRPC")
     s.add_argument("--max-body-bytes", type=int, default=64 << 20, help="request body limit (413)")
     s.add_argument("--max-connections", type=int, default=256)
     s.add_argument("--request-timeout", type=float, default=30.0, help="seconds; then 504")
@@ -70,7 +74,8 @@ def _serve(args) -> int:
     repo = Repository.load(args.target, _policy(args))
     cfg = ServerConfig(host=args.host, port=args.port, max_body_bytes=args.max_body_bytes,
                        request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout,
-                       max_connections=args.max_connections, access_log=not args.no_access_log)
+                       max_connections=args.max_connections, access_log=not args.no_access_log,
+                       grpc_port=_grpc_port(args))
     stop = threading.Event()
     got = []
 
@@ -86,6 +91,12 @@ def _serve(args) -> int:
     log("signal", signal=got[0] if got else None)
     clean = srv.stop()
     return 0 if clean else 1
+
+
+def _grpc_port(args) -> int | None:
+    if args.grpc_port is None:
+        return 0 if args.port == 0 else 8001
+    return None if args.grpc_port < 0 else args.grpc_port
 
 
 def _deploy_triton(args) -> int:
