@@ -123,11 +123,11 @@ class _HTTPServer(ThreadingHTTPServer):
                 # are never evicted.
                 victim = min((c for c in self.conns if c.header_t0 is not None and not c.busy),
                              key=lambda c: c.header_t0, default=None)
-                if victim is not None:
+                if victim is not None:  # its slot is the newcomer's: the count stays
                     victim.header_t0 = None
                     self.evicted.add(victim.connection)
                     over = False
-            if not over:
+            elif not over:
                 self.active += 1
         if victim is not None:
             self.app.log("evicted", level="warning", client=victim.client_address[0],
@@ -376,23 +376,23 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(f"unsupported Content-Encoding {enc!r}", 415)
         return body
 
-    def _read_exactly(self, n: int) -> bytes:
+    def _read_exactly(self, n: int) -> bytearray:
         """The body, within idle_timeout_s in total (a deadline, not per read: a client
         trickling bytes cannot hold the thread). Short or late -> 408/400, connection closed."""
         limit_s = self.server.app.config.idle_timeout_s
         deadline = time.monotonic() + limit_s
-        chunks, got = [], 0
+        buf = bytearray(n)  # read in place: the body's memory once, not chunks + a join
+        view, got = memoryview(buf), 0
         try:
             while got < n:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError
                 self.connection.settimeout(left)
-                chunk = self.rfile.read1(min(n - got, 1 << 20))
-                if not chunk:
+                k = self.rfile.readinto1(view[got:got + (1 << 20)])
+                if not k:
                     break
-                chunks.append(chunk)
-                got += len(chunk)
+                got += k
         except (TimeoutError, socket.timeout):
             self.close_connection = True
             raise RequestError(f"body incomplete after {limit_s:g}s: got {got} of the {n} bytes "
@@ -402,10 +402,11 @@ class Handler(BaseHTTPRequestHandler):
                 self.connection.settimeout(limit_s)
             except OSError:
                 pass
+        view.release()
         if got != n:
             self.close_connection = True
             raise RequestError(f"body ended after {got} of {n} bytes")
-        return b"".join(chunks)
+        return buf
 
     def _infer(self, model) -> None:
         app = self.server.app

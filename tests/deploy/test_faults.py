@@ -160,6 +160,9 @@ def test_connections_beyond_limit_evict_idle_then_503_when_all_busy(make_server)
     finally:
         for s in held:
             s.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and srv._httpd.active:  # the held ones' threads ended
+        time.sleep(0.02)
     b = srv.repo.get("float").batcher
     real, gate = b.run, threading.Event()
     b.run = lambda feeds: (gate.wait(30), real(feeds))[1]
@@ -173,7 +176,7 @@ def test_connections_beyond_limit_evict_idle_then_503_when_all_busy(make_server)
             st, h, d = post(srv.port, timeout=5)
             assert st == 503 and h.get("Retry-After") == "1" and "too many connections" in d["error"]
             gate.set()
-            assert [f.result()[0] for f in busy] == [200, 200, 200]
+            assert [f.result()[0] for f in busy] == [200, 200, 200], [f.result() for f in busy]
     finally:
         gate.set()
         b.run = real
