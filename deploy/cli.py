@@ -49,6 +49,9 @@ def add_commands(sub) -> None:
     s.add_argument("--drain-timeout", type=float, default=30.0,
                    help="seconds to finish in-flight requests on SIGTERM/SIGINT")
     s.add_argument("--no-access-log", action="store_true", help="log no line per request")
+    s.add_argument("--engine", choices=["steport", "kserve"], default="steport",
+                   help="steport: the built-in server (default); kserve: KServe's ModelServer "
+                        "with a steport predictor (needs steport[kserve]; fixed ports only)")
     _policy_args(s)
     s.set_defaults(func=_serve)
 
@@ -67,6 +70,16 @@ def add_commands(sub) -> None:
 
 
 def _serve(args) -> int:
+    if args.engine == "kserve":
+        if args.port == 0 or args.grpc_port == 0:
+            raise SystemExit("--engine kserve cannot report a port chosen by the system: "
+                             "give --port and --grpc-port explicitly")
+        from .kserve import serve
+
+        grpc_port = 8001 if args.grpc_port is None else (None if args.grpc_port < 0 else args.grpc_port)
+        return serve(args.target, _policy(args), host=args.host, http_port=args.port,
+                     grpc_port=grpc_port, max_body_bytes=args.max_body_bytes,
+                     request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout)
     from .repository import Repository
     from .server import JsonLog, Server, ServerConfig
 
