@@ -98,7 +98,10 @@ def _serve(args) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    srv = Server(repo, cfg, log).start()
+    try:
+        srv = Server(repo, cfg, log).start()
+    except OSError as e:  # port taken, address not available
+        raise SystemExit(f"steport serve: error: cannot listen: {e}") from None
     while not stop.wait(0.5):
         pass
     log("signal", signal=got[0] if got else None)
