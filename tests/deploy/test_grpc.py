@@ -5,6 +5,7 @@ over HTTP; metadata, readiness, large tensors, concurrent calls and streams; bad
 get INVALID_ARGUMENT / NOT_FOUND / RESOURCE_EXHAUSTED and the server keeps serving."""
 from __future__ import annotations
 
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -198,3 +199,22 @@ def test_concurrent_calls_and_streams_share_the_batcher(make_server, model_dir):
         m = parse_text(r.read().decode())
     assert m['steport_grpc_requests_total{code="OK",method="ModelInfer"}'] == 48 + 11
     assert m['steport_batch_requests_count{model="float"}'] < 48 + 11  # some calls merged
+
+
+def test_stop_finishes_inflight_grpc_calls_then_refuses(make_server, model_dir):
+    """Calls waiting in the batcher when the server stops are answered; after the stop a
+    call fails with UNAVAILABLE (nothing listens), never hangs."""
+    srv = make_server({"threads": 1, "max_batch": 32, "max_delay_ms": 400}, grpc_port=0)
+    port = srv.grpc_port
+    x = model_dir[1]["float"][1]
+    want = session_outputs(model_dir[1]["float"][0], x)[0]
+    with ThreadPoolExecutor(4) as ex:
+        futs = [ex.submit(lambda: grpc_infer(grpcclient.InferenceServerClient(f"127.0.0.1:{port}"),
+                                             "float", x, "x").as_numpy("y")) for _ in range(4)]
+        time.sleep(0.15)  # all four are waiting for the 400 ms batch window
+        assert srv.stop()
+        for f in futs:
+            np.testing.assert_allclose(f.result(timeout=30), want, rtol=1e-6, atol=1e-6)
+    with pytest.raises(InferenceServerException) as e:
+        grpc_infer(grpcclient.InferenceServerClient(f"127.0.0.1:{port}"), "float", x, "x")
+    assert "UNAVAILABLE" in e.value.status()
