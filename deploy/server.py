@@ -3,7 +3,10 @@ ThreadingHTTPServer (HTTP/1.1 keep-alive, one thread per connection, bounded).
 
 Endpoints: GET /v2, /v2/health/{live,ready}, /v2/models/{m}[/versions/{v}][/ready|/config],
 POST /v2/models/{m}[/versions/{v}]/infer, POST /v2/repository/index, GET /metrics.
-Every error is a JSON {"error": "..."} with a 4xx/5xx status; the server keeps serving."""
+Every error is a JSON {"error": "..."} with a 4xx/5xx status; the server keeps serving.
+With ServerConfig.grpc_port the same models, validation and batchers are also served over
+the v2 gRPC service (grpc_server.py). Why this stdlib core and not an event-loop server:
+the measurements in docs/deploy.md ("Which HTTP engine")."""
 from __future__ import annotations
 
 import json
@@ -34,7 +37,7 @@ class ServerConfig:
     max_body_bytes: int = 64 << 20      # after decompression too
     request_timeout_s: float = 30.0     # waiting for a result; then 504
     idle_timeout_s: float = 15.0        # socket reads (keep-alive idle, slow bodies)
-    max_connections: int = 256          # more -> 503 at accept
+    max_connections: int = 256          # then the idlest waiting one is evicted; all busy -> 503
     drain_timeout_s: float = 30.0       # graceful shutdown bound
     access_log: bool = True
     grpc_port: int | None = None        # the v2 gRPC service too (0 = any free port)
