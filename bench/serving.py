@@ -171,7 +171,8 @@ def compare_engines(path: Path, *, clients=CLIENTS, seconds: float = 3.0, rounds
     import importlib.util
 
     name = path.name.removesuffix(".onnx")
-    engines = [e for e in engines if e != "kserve" or importlib.util.find_spec("kserve")]
+    needs = {"kserve": ("kserve",), "uvicorn-starlette": ("uvicorn", "starlette")}
+    engines = [e for e in engines if all(importlib.util.find_spec(m) for m in needs.get(e, ()))]
     procs = {e: _start_engine(e, path) for e in engines}
     results: list[dict] = []
     try:
