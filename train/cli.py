@@ -31,10 +31,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("demo", help="the main job: train, export, verify and report")
-    p.add_argument("-o", "--out", default="reports/demo")
+    p = sub.add_parser("demo", help="the main job: train, export, verify and report",
+                       description="Train, export, verify and measure the recipes of a data "
+                       "set; every recipe's row is kept in OUT/results/<recipe>.json and the "
+                       "report (OUT/report.md) is rebuilt from all rows there, so a subset "
+                       "run merges into the table.")
+    p.add_argument("-o", "--out", default=None,
+                   help="output folder (default: reports/demo for digits, reports/<data>)")
+    p.add_argument("--data", default="digits",
+                   help="run the built-in recipes of this data set (digits, fashion-mnist)")
     p.add_argument("--epochs", type=int, help="override every recipe's epochs")
-    p.add_argument("--recipes", nargs="*", help="subset of recipes (default: all)")
+    p.add_argument("--recipes", nargs="*", help="subset of recipes (default: all of --data); "
+                   "their rows merge with the rows already in OUT/results")
+    p.add_argument("--reuse", action="store_true",
+                   help="skip training where OUT/<recipe>.pt is a finished run of the same "
+                   "recipe (e.g. trained earlier with `steport train RECIPE -o OUT`)")
+    p.add_argument("--fresh", action="store_true",
+                   help="drop the rows of earlier runs even when running a subset")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
 
@@ -223,4 +236,5 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
 
     return run_demo(args.out, recipes=args.recipes, epochs=args.epochs,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, data=args.data, reuse=args.reuse,
+                    fresh=True if args.fresh else None)

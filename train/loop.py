@@ -201,6 +201,9 @@ def fit(model: nn.Module, data: Dataset, cfg: FitConfig,
             start = int(resume["epoch"])
             result.history = list(resume.get("history", []))
             best = float(resume.get("best_accuracy", -1.0))
+        # layers with a weight constraint (e.g. binary latent-weight clipping) apply it after
+        # every optimizer step, as Keras/Larq kernel constraints do
+        constrained = [m for m in model.modules() if hasattr(m, "apply_constraints")]
         t0 = time.perf_counter()
         n = len(data.train)
         comm = _comm_device(device, info)
@@ -224,6 +227,8 @@ def fit(model: nn.Module, data: Dataset, cfg: FitConfig,
                     info.world_size / len(gidx))
                 loss.backward()
                 opt.step()
+                for m in constrained:
+                    m.apply_constraints()
                 total += len(idx)
                 correct += (out.argmax(1) == yb).sum().item()
                 loss_sum += loss.item() * len(gidx) / info.world_size

@@ -36,3 +36,24 @@ def binary_cnn(in_channels: int = 1, num_classes: int = 10, width: int = 32,
         BinaryConv2d(2 * width, 2 * width, 3, padding=1, **kw), nn.BatchNorm2d(2 * width),
         nn.MaxPool2d(2), nn.Flatten(),
         nn.Linear(2 * width * side * side, num_classes))
+
+
+@register_model("binary_cnn28")
+def binary_cnn28(in_channels: int = 1, num_classes: int = 10, width: int = 64,
+                 pad_value: int = 0, weight_scale: bool = True, act_scale: bool = False,
+                 latent_clip: float | None = 1.0, image_size: int = 28) -> nn.Module:
+    """The 28x28 CNN's shape with binary inner convs (Larq/bitorch practice: first conv and
+    classifier in full precision, BatchNorm before every sign): Conv 1->w (fp) -> BN ->
+    BinaryConv w->w -> BN -> pool -> BinaryConv w->2w -> BN -> pool -> Linear (fp).
+    ``latent_clip`` clamps the latent weights to [-c, c] after each step (Larq's
+    ``weight_clip``)."""
+    kw = dict(weight_scale=weight_scale, act_scale=act_scale, pad_value=pad_value,
+              latent_clip=latent_clip)
+    side = image_size // 4
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width),
+        BinaryConv2d(width, width, 3, padding=1, **kw), nn.BatchNorm2d(width),
+        nn.MaxPool2d(2),
+        BinaryConv2d(width, 2 * width, 3, padding=1, **kw), nn.BatchNorm2d(2 * width),
+        nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(2 * width * side * side, num_classes))

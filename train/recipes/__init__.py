@@ -42,7 +42,7 @@ def _unknown(where: str, got: dict, allowed: set[str]) -> None:
 def load_recipe(name_or_path: str | os.PathLike) -> dict[str, Any]:
     import yaml
 
-    from ..data import dataset_names
+    from ..data import canonical_dataset_name, dataset_names
     from ..loop import FitConfig
     from ..models import model_names
 
@@ -62,7 +62,8 @@ def load_recipe(name_or_path: str | os.PathLike) -> dict[str, Any]:
     if r["model"].get("arch") not in model_names():
         raise RecipeError(f"{path}: unknown model arch {r['model'].get('arch')!r}; "
                           f"known: {model_names()}")
-    if r["data"].get("name") not in dataset_names():
+    r["data"]["name"] = canonical_dataset_name(r["data"].get("name"))
+    if r["data"]["name"] not in dataset_names():
         raise RecipeError(f"{path}: unknown dataset {r['data'].get('name')!r}; "
                           f"known: {dataset_names()}")
     for sec in ("model", "data"):
