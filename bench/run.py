@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .common import Context, Row
 
-MODULES = ["quant", "binary", "approx", "logic", "serving"]
+MODULES = ["quant", "binary", "approx", "logic", "models", "serving"]
 
 
 def machine() -> dict:
@@ -59,14 +59,16 @@ def with_ratios(rows: list[Row]) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"{'bench':12s} {'case':34s} {'thr':>3s} {'impl':26s} {'time':>11s} {'vs baseline':>12s}"]
+    lines = [f"{'bench':12s} {'case':34s} {'thr':>3s} {'impl':26s} {'time':>11s} {'vs baseline':>12s}"
+             f" {'vs ORT int8':>12s}"]
     for d in rows:
         t = d["seconds"]
         ts = f"{t * 1e3:8.3f} ms" if t >= 1e-4 else f"{t * 1e6:8.2f} us"
         sp = d.get("speedup_vs_baseline")
         sps = "baseline" if d.get("baseline") is None else (f"{sp:9.2f}x" if sp else "-")
+        v8 = d.get("extra", {}).get("vs_ort_int8")
         lines.append(f"{d['bench']:12s} {d['case'][:34]:34s} {d['threads']:3d} {d['impl'][:26]:26s} "
-                     f"{ts:>11s} {sps:>12s}")
+                     f"{ts:>11s} {sps:>12s} {f'{v8:9.2f}x' if v8 else '':>12s}")
     return "\n".join(lines)
 
 
@@ -76,15 +78,18 @@ def markdown(rows: list[dict], mach: dict) -> str:
            f"steport {mach['steport']} (best ISA {mach['steport_build']['best_isa']}), "
            f"{mach['date']}.", ""]
     for bench in dict.fromkeys(d["bench"] for d in rows):
-        out += [f"### {bench}", "", "| case | threads | impl | time per call | vs baseline |",
-                "|---|---|---|---|---|"]
+        v8col = any("vs_ort_int8" in r.get("extra", {}) for r in rows if r["bench"] == bench)
+        out += [f"### {bench}", "", "| case | threads | impl | time per call | vs baseline |"
+                + (" vs ORT int8 |" if v8col else ""), "|---|---|---|---|---|" + ("---|" if v8col else "")]
         for d in (r for r in rows if r["bench"] == bench):
             t = d["seconds"]
             ts = f"{t * 1e3:.3f} ms" if t >= 1e-4 else f"{t * 1e6:.2f} µs"
             sp = d.get("speedup_vs_baseline")
             sps = f"baseline ({d['impl']})" if d.get("baseline") is None else \
                 (f"**{sp:.2f}×**" if d["impl"] == "steport" and sp else (f"{sp:.2f}×" if sp else "-"))
-            out.append(f"| {d['case']} | {d['threads']} | {d['impl']} | {ts} | {sps} |")
+            v8 = d.get("extra", {}).get("vs_ort_int8")
+            out.append(f"| {d['case']} | {d['threads']} | {d['impl']} | {ts} | {sps} |"
+                       + ((f" {v8:.2f}× |" if v8 else " - |") if v8col else ""))
         out.append("")
     return "\n".join(out)
 

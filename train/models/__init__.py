@@ -40,4 +40,5 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 # Family modules register on import (after the registry functions above exist).
+from . import backbones  # noqa: E402,F401  (reference shapes; family modules build on them)
 from . import approx, binary, logic, quant, reference  # noqa: E402,F401
