@@ -116,6 +116,40 @@ def _resume_state(path, arch: str, kwargs: dict, data, cfg) -> tuple[dict, dict]
     return ckpt, state
 
 
+def init_checkpoint_path(recipe: dict, out_dir) -> Path:
+    """``init_from``: a checkpoint path (``*.pt``) or the name of a recipe trained into the
+    same output folder (OUT/<name>.pt)."""
+    ref = recipe["init_from"]
+    if ref.endswith(".pt") or "/" in ref:
+        return Path(ref)
+    return Path(out_dir) / f"{ref}.pt"
+
+
+def _init_from(model, recipe: dict, out: Path, data, device: str) -> float:
+    """Start from another run's weights (e.g. retraining an approximate-multiplier model
+    from the exact-product one). Every parameter and buffer is copied except multiplier
+    LUTs (buffers named ``lut``): those define this recipe's arithmetic. Returns the test
+    accuracy before any training step (the "before retraining" number)."""
+    from .checkpoint import CheckpointError, read_checkpoint
+    from .loop import evaluate
+
+    path = init_checkpoint_path(recipe, out)
+    if not path.is_file():
+        raise CheckpointError(f"recipe {recipe['name']}: init_from checkpoint {path} does not "
+                              f"exist; train {recipe['init_from']} first (steport train "
+                              f"{recipe['init_from']} -o {out})")
+    ckpt = read_checkpoint(path)
+    own = model.state_dict()
+    src = {k: v for k, v in ckpt["state_dict"].items() if k.rsplit(".", 1)[-1] != "lut"}
+    bad = sorted(k for k, v in src.items() if k not in own or own[k].shape != v.shape)
+    missing = sorted(k for k in own if k not in src and k.rsplit(".", 1)[-1] != "lut")
+    if bad or missing:
+        raise CheckpointError(f"recipe {recipe['name']}: init_from {path} does not fit the "
+                              f"model (mismatched: {(bad + missing)[:5]})")
+    model.load_state_dict(src, strict=False)
+    return evaluate(model, data.test, device=device)
+
+
 def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None = None,
                  seed: int | None = None, device: str | None = None, deterministic: bool = False,
                  progress: bool = True, resume: str | os.PathLike | None = None,
@@ -140,9 +174,14 @@ def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None
         seed_everything(cfg.seed)
         model = build_model(arch, **kwargs)
         _check_input_shape(model, arch, data)
+        out = Path(out_dir)
+        init_accuracy = None
+        if recipe.get("init_from") and not resume:
+            init_accuracy = _init_from(model, recipe, out, data, cfg.device)
         state = None
         if resume:
             ckpt, state = _resume_state(resume, arch, kwargs, data, cfg)
+            init_accuracy = (ckpt.get("metrics") or {}).get("init_accuracy")
             try:
                 model.load_state_dict(ckpt["state_dict"])
             except RuntimeError as e:  # tampered weights: wrong names or shapes
@@ -150,7 +189,6 @@ def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None
 
                 raise CheckpointError(f"{resume} does not fit model {arch}: "
                                       f"{' '.join(str(e).split())[:300]}") from None
-        out = Path(out_dir)
         name = recipe["name"]
         last, best = out / f"{name}.pt", out / f"{name}.best.pt"
         if info.is_main:
@@ -163,6 +201,8 @@ def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None
                  "best_test_accuracy": max((h["test_acc"] for h in history), default=None),
                  "epochs": cfg.epochs, "world_size": info.world_size, "parameters": params,
                  "history": history}
+            if init_accuracy is not None:
+                m["init_accuracy"] = init_accuracy
             if seconds is not None:
                 m["train_seconds"] = seconds
             return m

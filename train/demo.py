@@ -63,7 +63,7 @@ def _ort_accuracy_and_latency(onnx_path: Path, data, runs: int = 50,
     row: dict = {"ort_accuracy": _ort_accuracy(sess, x, y)}
     sessions = {"self": sess}
     for k, path in (baseline or {}).items():
-        sessions[k] = steport.session(str(path), threads=1)
+        sessions[k] = _stock_session(path)
     for b, n in ((1, runs), (64, max(runs // 5, 5))):
         t = _p50_side_by_side(sessions, np.ascontiguousarray(x[:b]), n)
         row[f"latency_ms_b{b}_p50"] = t["self"]
@@ -175,7 +175,10 @@ def _markdown(rows: list[dict], plots: list[str], title: str = "steport demo",
             md.append(f"| {r['recipe']} | {r['family']} | {r.get('data', '')} | "
                       f"FAILED at {r['status']}: {r['error']} |" + " |" * (ncols - 4))
             continue
-        cells = [r["recipe"], r["family"], r["data"], f"{r['torch_accuracy']:.4f}",
+        acc = f"{r['torch_accuracy']:.4f}"
+        if r.get("init_accuracy") is not None:
+            acc += f" ({r['init_accuracy']:.4f} before retraining)"
+        cells = [r["recipe"], r["family"], r["data"], acc,
                  f"{r['ort_accuracy']:.4f}", "pass" if r["verify"] else "FAIL",
                  str(r["parameters"]), f"{r['onnx_bytes'] / 1024:.1f}",
                  f"{r['latency_ms_b1_p50']:.3f}", f"{r['latency_ms_b64_p50']:.3f}"]
@@ -282,7 +285,9 @@ def select_recipes(data: str = DEFAULT_DATA) -> list[str]:
             picked.append((1, name))
             continue
         if r["data"]["name"] == want:
-            picked.append((_family_order(r.get("family", "")), name))
+            # a recipe that starts from another one's weights (init_from) runs after it
+            picked.append((_family_order(r.get("family", "")) + (2 if r.get("init_from") else 0),
+                           name))
     return [n for _, n in sorted(picked)]
 
 
@@ -299,22 +304,30 @@ def baseline_models(out: Path, data_name: str) -> dict | None:
 
 
 def _int8_twin(onnx_path: Path, data, out_path: Path) -> Path:
-    """ORT's own static int8 quantization of a float model (what a user would pick instead
-    of a custom format), calibrated on 256 training images."""
-    from steport.bench.models import ort_int8_static
+    """ORT's own static int8 quantization of the float model (what a user would pick instead
+    of a custom format; bench/models.py's recipe), calibrated on 4 x 64 training images."""
+    from steport.bench.models import ort_int8
 
-    ort_int8_static(onnx_path, data.train.x[:256].numpy(), out_path)
+    x = data.train.x.numpy()
+    ort_int8(onnx_path, out_path, [np.ascontiguousarray(x[i:i + 64]) for i in range(0, 256, 64)])
     return out_path
+
+
+def _stock_session(path: Path):
+    """The baselines run as a user would run them: stock ORT, 1 thread, no steport library
+    (the int8 twin's QDQ graph is ORT's own format)."""
+    import onnx
+
+    from steport.bench.common import session
+
+    return session(onnx.load(str(path)), 1, steport_ops=False)
 
 
 def _float_extras(onnx_path: Path, data, out: Path, runs: int = 50) -> dict:
     """For the float baseline: its ORT int8 twin's accuracy, size and latency, timed side
-    by side with the fp32 model."""
-    import steport
-
+    by side with the fp32 model (both in stock ORT)."""
     int8 = _int8_twin(onnx_path, data, out / f"{onnx_path.stem}.int8.onnx")
-    sessions = {"fp32": steport.session(str(onnx_path), threads=1),
-                "int8": steport.session(str(int8), threads=1)}
+    sessions = {"fp32": _stock_session(onnx_path), "int8": _stock_session(int8)}
     x, y = data.test.x.numpy(), data.test.y.numpy()
     row = {"int8_path": str(int8), "int8_bytes": int8.stat().st_size,
            "int8_accuracy": _ort_accuracy(sessions["int8"], x, y)}
@@ -355,6 +368,8 @@ def run_recipe(name: str, out: Path, epochs: int | None, progress: bool,
             ckpt, metrics = train_recipe(recipe, out, epochs=epochs, progress=progress)
         row.update(torch_accuracy=metrics["test_accuracy"], parameters=metrics["parameters"],
                    train_seconds=metrics["train_seconds"], epochs=metrics["epochs"])
+        if metrics.get("init_accuracy") is not None:
+            row.update(init_from=recipe["init_from"], init_accuracy=metrics["init_accuracy"])
         row["status"] = "export"
         onnx_path = out / f"{recipe['name']}.onnx"
         export_checkpoint(str(ckpt), str(onnx_path))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 _HERE = Path(__file__).resolve().parent
-_TOP_KEYS = {"name", "family", "model", "data", "train", "export", "description"}
+_TOP_KEYS = {"name", "family", "model", "data", "train", "export", "description", "init_from"}
 _MODEL_KEYS = {"arch", "kwargs"}
 _DATA_KEYS = {"name", "kwargs"}
 
@@ -80,6 +80,9 @@ def load_recipe(name_or_path: str | os.PathLike) -> dict[str, Any]:
     except ValueError as e:
         raise RecipeError(f"{path}: {e}") from None
     r["train"] = train
+    init = r.get("init_from")
+    if init is not None and (not isinstance(init, str) or not init):
+        raise RecipeError(f"{path}: init_from must be a recipe name or a checkpoint path")
     r.setdefault("name", path.stem)
     if not isinstance(r["name"], str) or not r["name"] or "/" in r["name"]:
         raise RecipeError(f"{path}: name must be a non-empty string without '/'")
