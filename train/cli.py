@@ -157,6 +157,8 @@ def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None
     """Train one recipe. Writes (rank 0 only) OUT/<name>.pt after every epoch (the last
     state, resumable), OUT/<name>.best.pt (best test accuracy so far) and, at the end,
     OUT/<name>.json (metrics). Joins a process group when launched by torchrun."""
+    import torch
+
     from . import distributed
     from .checkpoint import save_checkpoint
     from .data import load_dataset
@@ -196,7 +198,8 @@ def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None
         extra = {"recipe": recipe, "data": {"name": dname, "kwargs": dkwargs}}
         params = count_parameters(model)
 
-        def metrics_of(history: list[dict], seconds: float | None = None) -> dict:
+        def metrics_of(history: list[dict], seconds: float | None = None,
+                       cpu_seconds: float | None = None) -> dict:
             m = {"recipe": name, "test_accuracy": history[-1]["test_acc"] if history else None,
                  "best_test_accuracy": max((h["test_acc"] for h in history), default=None),
                  "epochs": cfg.epochs, "world_size": info.world_size, "parameters": params,
@@ -205,6 +208,10 @@ def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None
                 m["init_accuracy"] = init_accuracy
             if seconds is not None:
                 m["train_seconds"] = seconds
+            if cpu_seconds is not None:
+                # wall time depends on what else runs; CPU time says what the run cost
+                m["train_cpu_seconds"] = cpu_seconds
+                m["torch_threads"] = torch.get_num_threads()
             return m
 
         latest: dict = {}
@@ -220,7 +227,7 @@ def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None
                 os.replace(tmp, best)
 
         result = fit(model, data, cfg, on_epoch=on_epoch, save=save, resume=state)
-        metrics = metrics_of(result.history, result.seconds)
+        metrics = metrics_of(result.history, result.seconds, result.cpu_seconds)
         if info.is_main:
             if "state" in latest:  # final metrics (with time) into the last checkpoint
                 save_checkpoint(last, model, arch=arch, kwargs=kwargs,

@@ -185,7 +185,10 @@ def _markdown(rows: list[dict], plots: list[str], title: str = "steport demo",
         if speed:
             cells += [_fmt(r.get(f"speedup_vs_{k}_b{b}"), ".2f")
                       for k in ("fp32", "int8") for b in (1, 64)]
-        cells.append(_fmt(r.get("train_seconds"), ".1f"))
+        t = _fmt(r.get("train_seconds"), ".1f")
+        if isinstance(r.get("train_cpu_seconds"), (int, float)):
+            t += f" ({r['train_cpu_seconds']:.0f} CPU, {r.get('torch_threads', '?')} thr)"
+        cells.append(t)
         if dated:
             cpu = r.get("cpu") or "?"
             if cpu not in cpus:
@@ -204,7 +207,9 @@ def _markdown(rows: list[dict], plots: list[str], title: str = "steport demo",
                 cells.append(f"{r.get('measured_at', '')} (CPU {cpus.index(cpu) + 1})")
             md.append("| " + " | ".join(cells) + " |")
     md += ["", "Accuracy on the data set's test split; ORT runs with libsteport_ops (1 thread); "
-           "verify = PyTorch vs ORT+steport vs stock ORT (fallback bodies)."]
+           "verify = PyTorch vs ORT+steport vs stock ORT (fallback bodies). train: wall "
+           "seconds (and, where recorded, CPU seconds of the training process and its torch "
+           "threads: the cost on an idle machine)."]
     if speed:
         md += ["× float / × ORT int8: the float baseline's p50 latency (fp32, and ORT's "
                "`quantize_static` int8 of it) divided by this model's, timed side by side in "
@@ -368,6 +373,9 @@ def run_recipe(name: str, out: Path, epochs: int | None, progress: bool,
             ckpt, metrics = train_recipe(recipe, out, epochs=epochs, progress=progress)
         row.update(torch_accuracy=metrics["test_accuracy"], parameters=metrics["parameters"],
                    train_seconds=metrics["train_seconds"], epochs=metrics["epochs"])
+        for k in ("train_cpu_seconds", "torch_threads"):
+            if k in metrics:
+                row[k] = metrics[k]
         if metrics.get("init_accuracy") is not None:
             row.update(init_from=recipe["init_from"], init_accuracy=metrics["init_accuracy"])
         row["status"] = "export"

@@ -87,6 +87,7 @@ class FitResult:
     test_accuracy: float = 0.0
     best_accuracy: float = 0.0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of this process (all its threads) while fitting
 
 
 @torch.no_grad()
@@ -204,7 +205,7 @@ def fit(model: nn.Module, data: Dataset, cfg: FitConfig,
         # layers with a weight constraint (e.g. binary latent-weight clipping) apply it after
         # every optimizer step, as Keras/Larq kernel constraints do
         constrained = [m for m in model.modules() if hasattr(m, "apply_constraints")]
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         n = len(data.train)
         comm = _comm_device(device, info)
         for epoch in range(start, cfg.epochs):
@@ -259,4 +260,5 @@ def fit(model: nn.Module, data: Dataset, cfg: FitConfig,
                                 else evaluate(model, data.test, device=device, info=info))
         result.best_accuracy = max(best, result.test_accuracy)
         result.seconds = time.perf_counter() - t0
+        result.cpu_seconds = time.process_time() - cpu0
     return result
