@@ -37,7 +37,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        "report (OUT/report.md) is rebuilt from all rows there, so a subset "
                        "run merges into the table.")
     p.add_argument("-o", "--out", default=None,
-                   help="output folder (default: reports/demo for digits, reports/<data>)")
+                   help="output folder (default: reports/demo for digits, reports/fashion for "
+                   "fashion-mnist)")
     p.add_argument("--data", default="digits",
                    help="run the built-in recipes of this data set (digits, fashion-mnist)")
     p.add_argument("--epochs", type=int, help="override every recipe's epochs")

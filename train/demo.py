@@ -451,6 +451,12 @@ def write_report(out: Path, data: str | None = None) -> list[dict]:
     return rows
 
 
+def default_out(data: str) -> str:
+    """reports/demo for digits, reports/fashion for Fashion-MNIST, else reports/<data>."""
+    return {DEFAULT_DATA: "reports/demo", "fashion_mnist": "reports/fashion"}.get(
+        data, f"reports/{data}")
+
+
 def run_demo(out_dir: str | None = None, recipes: list[str] | None = None,
              epochs: int | None = None, progress: bool = True, data: str = DEFAULT_DATA,
              reuse: bool = False, fresh: bool | None = None) -> int:
@@ -460,8 +466,7 @@ def run_demo(out_dir: str | None = None, recipes: list[str] | None = None,
     from .data import canonical_dataset_name
 
     data = canonical_dataset_name(data)
-    out = Path(out_dir or ("reports/demo" if data == DEFAULT_DATA
-                           else f"reports/{data.replace('_', '-')}"))
+    out = Path(out_dir or default_out(data))
     out.mkdir(parents=True, exist_ok=True)
     if fresh if fresh is not None else not recipes:
         for p in (out / RESULTS).glob("*.json"):
