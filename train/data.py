@@ -218,7 +218,12 @@ def load_fashion_mnist(root: str | os.PathLike | None = None, train_limit: int |
     """Fashion-MNIST (60,000 train / 10,000 test 28x28 images, 10 classes): same IDX format
     and file names as MNIST, pixels scaled to [0, 1]. Without ``root`` it is looked for in
     ``fashion_mnist_dirs()``."""
-    return _load_idx("fashion_mnist", find_fashion_mnist(root), train_limit, test_limit)
+    root = find_fashion_mnist(root)
+    d = _load_idx("fashion_mnist", root, train_limit, test_limit)
+    if d.input_shape != (1, 28, 28):  # MNIST-format files of another data set
+        raise DataError(f"fashion_mnist: images in {root} are {d.input_shape[1]}x"
+                        f"{d.input_shape[2]}, Fashion-MNIST's are 28x28")
+    return d
 
 
 # ---- CIFAR-10 (python version) -------------------------------------------------------------

@@ -94,6 +94,16 @@ def test_explicit_root_with_a_file_missing(isolated):
         load_dataset("fashion-mnist")
 
 
+def test_wrong_image_size(isolated):
+    root = isolated / "small"
+    root.mkdir()
+    for prefix, n in (("train", 4), ("t10k", 2)):
+        (root / f"{prefix}-images-idx3-ubyte").write_bytes(_idx(np.zeros((n, 8, 8))))
+        (root / f"{prefix}-labels-idx1-ubyte").write_bytes(_idx(np.zeros(n)))
+    with pytest.raises(DataError, match=r"images in .*small are 8x8, Fashion-MNIST's are 28x28"):
+        load_dataset("fashion-mnist", root=root)
+
+
 def test_gzip_detected_by_content(tmp_path):
     arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     p = tmp_path / "images-no-suffix"
