@@ -252,7 +252,7 @@ def _provenance() -> dict:
 
 def _reusable(ckpt_path: Path, recipe: dict, epochs: int | None) -> dict | None:
     """The checkpoint OUT/<name>.pt when it is a finished run of exactly this recipe (same
-    model, data, train settings and epochs), else None."""
+    model, data, train settings, init_from and epochs), else None."""
     from .checkpoint import CheckpointError, read_checkpoint
 
     if not ckpt_path.is_file():
@@ -263,7 +263,7 @@ def _reusable(ckpt_path: Path, recipe: dict, epochs: int | None) -> dict | None:
         return None
     old = ck.get("recipe") or {}
     want_epochs = epochs if epochs is not None else (recipe.get("train") or {}).get("epochs", 10)
-    same = all(old.get(k) == recipe.get(k) for k in ("model", "data", "train"))
+    same = all(old.get(k) == recipe.get(k) for k in ("model", "data", "train", "init_from"))
     done = (ck.get("train_state") or {}).get("epoch") == want_epochs
     if not (same and done and "train_seconds" in (ck.get("metrics") or {})):
         return None
