@@ -1,7 +1,8 @@
 # steport serving image. Multi-stage:
 #   builder  compiles ort_ops (C++; CUDA with --build-arg STEPORT_CUDA=ON on a base with nvcc)
 #            and builds the steport wheel
-#   runtime  Python + onnxruntime + numpy + onnx + the server + the .so; no torch, no compiler
+#   runtime  Python + onnxruntime + numpy + onnx + grpcio/tritonclient[grpc]/prometheus-client
+#            + the server + the .so; no torch, no compiler
 # Offline: Python packages come from wheelhouse/ (deploy/build_wheelhouse.sh, run on the host)
 # and the bases are local images (deploy/make_base_image.sh). Build and test:
 #   deploy/build_wheelhouse.sh && deploy/make_base_image.sh
@@ -44,9 +45,10 @@ ENV PATH=/opt/steport/bin:$PATH \
     OMP_NUM_THREADS=1
 USER 10001
 WORKDIR /tmp
-EXPOSE 8000
+# 8000 HTTP, 8001 gRPC (the v2 GRPCInferenceService)
+EXPOSE 8000 8001
 # Mount models at /models (no VOLUME: an anonymous volume would hide a bind mount in buildah run)
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import os, sys, urllib.request as u; sys.exit(0 if u.urlopen('http://127.0.0.1:%s/v2/health/ready' % os.environ.get('STEPORT_PORT', '8000'), timeout=2).status == 200 else 1)"]
 ENTRYPOINT ["steport"]
-CMD ["serve", "/models", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["serve", "/models", "--host", "0.0.0.0", "--port", "8000", "--grpc-port", "8001"]

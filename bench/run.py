@@ -118,11 +118,23 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _thread_counts(text: str) -> str:
+    """argparse check of --threads: a comma-separated list of counts in [1, 1024]."""
+    try:
+        counts = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not all(1 <= c <= 1024 for c in counts):
+        raise argparse.ArgumentTypeError(f"thread counts must be in [1, 1024], got {text}")
+    return text
+
+
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--all", action="store_true", help="every bench module (the default)")
     ap.add_argument("--quick", action="store_true", help="small cases, few repeats (smoke)")
     ap.add_argument("--only", help=f"comma-separated bench modules from {MODULES}")
-    ap.add_argument("--threads", default="1,2", help="intra-op thread counts, e.g. 1,2")
+    ap.add_argument("--threads", default="1,2", type=_thread_counts,
+                    help="intra-op thread counts, e.g. 1,2")
     ap.add_argument("--json", default="reports/bench.json", help="where to write results")
 
 

@@ -32,19 +32,26 @@ def _policy(args):
 
 
 def add_commands(sub) -> None:
-    s = sub.add_parser("serve", help="serve models over HTTP (KServe v2 / Triton protocol)",
+    s = sub.add_parser("serve", help="serve models over HTTP and gRPC (KServe v2 / Triton protocol)",
                        description="Serve MODEL.onnx, or every *.onnx in MODEL_DIR (name = file "
                                    "stem), over the Open Inference Protocol (HTTP/JSON + binary "
-                                   "tensors), with dynamic batching and Prometheus /metrics.")
+                                   "tensors, and gRPC), with dynamic batching and Prometheus "
+                                   "/metrics.")
     s.add_argument("target", metavar="MODEL.onnx|MODEL_DIR")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port (0 = any free one; default 8000)")
+    s.add_argument("--grpc-port", type=int, default=None,
+                   help="port of the v2 gRPC service (GRPCInferenceService); default 8001, or any "
+                        "free one (0) when --port is 0; -1 = no gRPC")
     s.add_argument("--max-body-bytes", type=int, default=64 << 20, help="request body limit (413)")
     s.add_argument("--max-connections", type=int, default=256)
     s.add_argument("--request-timeout", type=float, default=30.0, help="seconds; then 504")
     s.add_argument("--drain-timeout", type=float, default=30.0,
                    help="seconds to finish in-flight requests on SIGTERM/SIGINT")
     s.add_argument("--no-access-log", action="store_true", help="log no line per request")
+    s.add_argument("--engine", choices=["steport", "kserve"], default="steport",
+                   help="steport: the built-in server (default); kserve: KServe's ModelServer "
+                        "with a steport predictor (needs steport[kserve]; fixed ports only)")
     _policy_args(s)
     s.set_defaults(func=_serve)
 
@@ -63,6 +70,16 @@ def add_commands(sub) -> None:
 
 
 def _serve(args) -> int:
+    if args.engine == "kserve":
+        if args.port == 0 or args.grpc_port == 0:
+            raise SystemExit("--engine kserve cannot report a port chosen by the system: "
+                             "give --port and --grpc-port explicitly")
+        from .kserve import serve
+
+        grpc_port = 8001 if args.grpc_port is None else (None if args.grpc_port < 0 else args.grpc_port)
+        return serve(args.target, _policy(args), host=args.host, http_port=args.port,
+                     grpc_port=grpc_port, max_body_bytes=args.max_body_bytes,
+                     request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout)
     from .repository import Repository
     from .server import JsonLog, Server, ServerConfig
 
@@ -70,7 +87,8 @@ def _serve(args) -> int:
     repo = Repository.load(args.target, _policy(args))
     cfg = ServerConfig(host=args.host, port=args.port, max_body_bytes=args.max_body_bytes,
                        request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout,
-                       max_connections=args.max_connections, access_log=not args.no_access_log)
+                       max_connections=args.max_connections, access_log=not args.no_access_log,
+                       grpc_port=_grpc_port(args))
     stop = threading.Event()
     got = []
 
@@ -80,12 +98,21 @@ def _serve(args) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    srv = Server(repo, cfg, log).start()
+    try:
+        srv = Server(repo, cfg, log).start()
+    except OSError as e:  # port taken, address not available
+        raise SystemExit(f"steport serve: error: cannot listen: {e}") from None
     while not stop.wait(0.5):
         pass
     log("signal", signal=got[0] if got else None)
     clean = srv.stop()
     return 0 if clean else 1
+
+
+def _grpc_port(args) -> int | None:
+    if args.grpc_port is None:
+        return 0 if args.port == 0 else 8001
+    return None if args.grpc_port < 0 else args.grpc_port
 
 
 def _deploy_triton(args) -> int:

@@ -41,10 +41,11 @@ class LoadResult:
 
 
 def spawn_server(target: str | os.PathLike, *args: str, timeout: float = 60.0,
-                 python: str = sys.executable) -> tuple[subprocess.Popen, int]:
+                 python: str = sys.executable, module: str = "steport") -> tuple[subprocess.Popen, int]:
     """`steport serve TARGET --port 0 ARGS` in a subprocess; returns (process, port) once the
-    JSON 'start' log line has come. stderr keeps being drained into proc.log_lines."""
-    proc = subprocess.Popen([python, "-m", "steport", "serve", str(target), "--host", "127.0.0.1",
+    JSON 'start' log line has come. stderr keeps being drained into proc.log_lines.
+    module="steport.deploy" starts it without the other commands' imports (torch)."""
+    proc = subprocess.Popen([python, "-m", module, "serve", str(target), "--host", "127.0.0.1",
                              "--port", "0", *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             text=True, start_new_session=True)
     proc.log_lines = []  # type: ignore[attr-defined]

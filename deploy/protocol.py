@@ -50,8 +50,11 @@ def _parse_bytes_binary(name: str, raw: memoryview, n: int) -> np.ndarray:
     return arr
 
 
-def _parse_bytes_json(name: str, data: Any, n: int) -> np.ndarray:
-    flat = _flatten(data)
+def _parse_bytes_json(name: str, data: Any, shape: list[int], n: int) -> np.ndarray:
+    try:
+        flat = _flatten(data, shape)
+    except RequestError as e:
+        raise RequestError(f"input '{name}': {e}") from None
     if len(flat) != n or not all(isinstance(v, str) for v in flat):
         raise RequestError(f"input '{name}': BYTES data must be {n} strings (send binary "
                            "content with the binary tensor extension)")
@@ -92,27 +95,36 @@ class InferRequest:
     binary_all: bool = False                # request-level binary_data_output
 
 
-def _flatten(data: Any) -> list:
-    """Row-major flatten of nested JSON lists (the protocol allows both forms)."""
+def _flatten(data: Any, shape: list[int] | None = None) -> list:
+    """Row-major flatten of JSON tensor data. The protocol allows a flat list or lists nested
+    exactly as `shape`; with `shape` given, anything else (ragged rows, the wrong nesting
+    depth) is a RequestError. Level by level, no recursion: depth is bounded by the shape."""
     if not isinstance(data, list):
         return [data]
     if all(not isinstance(d, list) for d in data):
         return data
-    out: list = []
-    stack = [iter(data)]
-    while stack:
-        for d in stack[-1]:
-            if isinstance(d, list):
-                stack.append(iter(d))
-                break
-            out.append(d)
-        else:
-            stack.pop()
-    return out
+    if shape is None:
+        shape = []
+    level = [data]
+    for i, dim in enumerate(shape):
+        nxt: list = []
+        for item in level:
+            if not isinstance(item, list) or len(item) != dim:
+                raise RequestError(f"'data' is nested unlike shape {shape}: at depth {i} a "
+                                   f"{'list of ' + str(len(item)) if isinstance(item, list) else 'scalar'}"
+                                   f" where the shape has {dim}")
+            nxt.extend(item)
+        level = nxt
+    if any(isinstance(v, list) for v in level):
+        raise RequestError(f"'data' is nested deeper than shape {shape}")
+    return level
 
 
-def _json_array(name: str, data: Any, dt: str, n: int) -> np.ndarray:
-    flat = _flatten(data)
+def _json_array(name: str, data: Any, dt: str, shape: list[int], n: int) -> np.ndarray:
+    try:
+        flat = _flatten(data, shape)
+    except RequestError as e:
+        raise RequestError(f"input '{name}': {e}") from None
     if len(flat) != n:
         raise RequestError(f"input '{name}': shape holds {n} elements but data has {len(flat)}")
     npdt = V2_TO_NP[dt]
@@ -135,6 +147,32 @@ def _json_array(name: str, data: Any, dt: str, n: int) -> np.ndarray:
         raise RequestError(f"input '{name}': bad {dt} data: {e}") from None
 
 
+def check_tensor_header(name: Any, dt: Any, shape: Any, specs: dict[str, TensorSpec],
+                        seen: dict, max_elements: int | None = None) -> int:
+    """One input's name, datatype and shape against the model (JSON or gRPC alike); returns
+    its element count. Rank and fixed dims are check_inputs()'s job."""
+    if not isinstance(name, str):
+        raise RequestError("input without a string 'name'")
+    if name not in specs:
+        raise RequestError(f"unknown input '{name}'; the model takes {sorted(specs)}")
+    if name in seen:
+        raise RequestError(f"input '{name}' given twice")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool)
+                                              and d >= 0 for d in shape):
+        raise RequestError(f"input '{name}': 'shape' must be a list of non-negative integers")
+    if max_elements is not None and any(d > max_elements for d in shape):
+        # also when another dim is 0: such a dim is never a valid tensor here, and numpy
+        # cannot even describe dims past 2^63
+        raise RequestError(f"input '{name}': shape {shape} has a dim above the limit of "
+                           f"{max_elements} elements")
+    want = specs[name].datatype
+    if dt != want:
+        raise RequestError(f"input '{name}': datatype {dt!r} but the model takes {want}")
+    if want not in V2_TO_NP and want != "BYTES":
+        raise RequestError(f"input '{name}': datatype {want} is not served")
+    return math.prod(shape)
+
+
 def parse_infer_request(body: bytes, header_len: int | None, specs: dict[str, TensorSpec],
                         max_elements: int) -> InferRequest:
     """Parse and validate a v2 infer request against the model's input specs. Shape checks
@@ -148,8 +186,10 @@ def parse_infer_request(body: bytes, header_len: int | None, specs: dict[str, Te
         head, binary = body, memoryview(b"")
     try:
         req = json.loads(head)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError, integers over 4300 digits
         raise RequestError(f"malformed JSON: {e}") from None
+    except RecursionError:
+        raise RequestError("malformed JSON: nested too deeply") from None
     if not isinstance(req, dict):
         raise RequestError("request body must be a JSON object")
     raw_inputs = req.get("inputs")
@@ -162,21 +202,8 @@ def parse_infer_request(body: bytes, header_len: int | None, specs: dict[str, Te
         if not isinstance(t, dict):
             raise RequestError("each input must be an object")
         name, dt, shape = t.get("name"), t.get("datatype"), t.get("shape")
-        if not isinstance(name, str):
-            raise RequestError("input without a string 'name'")
-        if name not in specs:
-            raise RequestError(f"unknown input '{name}'; the model takes {sorted(specs)}")
-        if name in inputs:
-            raise RequestError(f"input '{name}' given twice")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool)
-                                                  and d >= 0 for d in shape):
-            raise RequestError(f"input '{name}': 'shape' must be a list of non-negative integers")
-        want = specs[name].datatype
-        if dt != want:
-            raise RequestError(f"input '{name}': datatype {dt!r} but the model takes {want}")
-        if want not in V2_TO_NP and want != "BYTES":
-            raise RequestError(f"input '{name}': datatype {want} is not served")
-        n = math.prod(shape)
+        n = check_tensor_header(name, dt, shape, specs, inputs, max_elements)
+        want = dt
         total += n
         if total > max_elements:
             raise RequestError(f"request has more than {max_elements} input elements", 413)
@@ -194,7 +221,7 @@ def parse_infer_request(body: bytes, header_len: int | None, specs: dict[str, Te
         elif want == "BYTES":
             if "data" not in t:
                 raise RequestError(f"input '{name}': no 'data' and no binary_data_size")
-            arr = _parse_bytes_json(name, t["data"], n)
+            arr = _parse_bytes_json(name, t["data"], shape, n)
         elif size is not None:
             if "data" in t:
                 raise RequestError(f"input '{name}': both 'data' and binary_data_size")
@@ -209,7 +236,7 @@ def parse_infer_request(body: bytes, header_len: int | None, specs: dict[str, Te
         else:
             if "data" not in t:
                 raise RequestError(f"input '{name}': no 'data' and no binary_data_size")
-            arr = _json_array(name, t["data"], want, n)
+            arr = _json_array(name, t["data"], want, shape, n)
         inputs[name] = arr.reshape(shape)
     if offset != len(binary):
         raise RequestError(f"{len(binary) - offset} unused bytes of binary input data")

@@ -3,10 +3,14 @@ ThreadingHTTPServer (HTTP/1.1 keep-alive, one thread per connection, bounded).
 
 Endpoints: GET /v2, /v2/health/{live,ready}, /v2/models/{m}[/versions/{v}][/ready|/config],
 POST /v2/models/{m}[/versions/{v}]/infer, POST /v2/repository/index, GET /metrics.
-Every error is a JSON {"error": "..."} with a 4xx/5xx status; the server keeps serving."""
+Every error is a JSON {"error": "..."} with a 4xx/5xx status; the server keeps serving.
+With ServerConfig.grpc_port the same models, validation and batchers are also served over
+the v2 gRPC service (grpc_server.py). Why this stdlib core and not an event-loop server:
+the measurements in docs/deploy.md ("Which HTTP engine")."""
 from __future__ import annotations
 
 import json
+import select
 import socket
 import sys
 import threading
@@ -33,9 +37,15 @@ class ServerConfig:
     max_body_bytes: int = 64 << 20      # after decompression too
     request_timeout_s: float = 30.0     # waiting for a result; then 504
     idle_timeout_s: float = 15.0        # socket reads (keep-alive idle, slow bodies)
-    max_connections: int = 256          # more -> 503 at accept
+    max_connections: int = 256          # then the idlest waiting one is evicted; all busy -> 503
     drain_timeout_s: float = 30.0       # graceful shutdown bound
     access_log: bool = True
+    grpc_port: int | None = None        # the v2 gRPC service too (0 = any free port)
+    # JSON costs ~12x its size once parsed into Python objects (a 60 MB body of floats peaked
+    # at ~730 MB): a JSON header above this is refused (413: send the binary extension), and
+    # all requests together parse at most json_budget_bytes of JSON at a time (the rest wait).
+    max_json_bytes: int = 16 << 20
+    json_budget_bytes: int = 32 << 20
 
 
 class JsonLog:
@@ -60,6 +70,28 @@ class JsonLog:
                 pass
 
 
+class ByteBudget:
+    """A counting semaphore in bytes: acquire(n) waits until n bytes are free (a request
+    larger than the whole budget waits for it to be empty, then runs alone)."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.used = capacity, 0
+        self._cv = threading.Condition()
+
+    def acquire(self, n: int, timeout: float) -> bool:
+        n = min(n, self.capacity)
+        with self._cv:
+            if not self._cv.wait_for(lambda: self.used + n <= self.capacity, timeout):
+                return False
+            self.used += n
+            return True
+
+    def release(self, n: int) -> None:
+        with self._cv:
+            self.used -= min(n, self.capacity)
+            self._cv.notify_all()
+
+
 def _ort_error_status(e: BaseException) -> int:
     """ORT's InvalidArgument (bad shapes/values the checks above let through) is the
     client's fault; anything else is ours."""
@@ -79,14 +111,34 @@ class _HTTPServer(ThreadingHTTPServer):
         self.conn_lock = threading.Lock()
         self.conns: set = set()
         self.active = 0
+        self.evicted: set = set()
         self.rejecting = threading.BoundedSemaphore(32)  # concurrent 503-at-accept answers
         super().__init__(addr, handler)
 
     def process_request(self, request, client_address):
+        victim = None
         with self.conn_lock:
             over = self.active >= self.app.config.max_connections
-            if not over:
+            if over:
+                # Full: the connection that has waited longest for a request line or headers
+                # (idle keep-alive, slowloris) gives its slot to the newcomer, so idle or slow
+                # sockets cannot lock legitimate clients out. Connections running a request
+                # are never evicted.
+                victim = min((c for c in self.conns if c.header_t0 is not None and not c.busy),
+                             key=lambda c: c.header_t0, default=None)
+                if victim is not None:  # its slot is the newcomer's: the count stays
+                    victim.header_t0 = None
+                    self.evicted.add(victim.connection)
+                    over = False
+            elif not over:
                 self.active += 1
+        if victim is not None:
+            self.app.log("evicted", level="warning", client=victim.client_address[0],
+                         reason="connection limit; waited longest for a request")
+            try:
+                victim.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if over:
             # Answer off the accept loop: the client may still be sending its request, and
             # closing with unread data would reset the connection before it reads the 503.
@@ -122,7 +174,10 @@ class _HTTPServer(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             with self.conn_lock:
-                self.active -= 1
+                if request in self.evicted:  # its slot went to a newcomer already
+                    self.evicted.discard(request)
+                else:
+                    self.active -= 1
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -139,6 +194,7 @@ class Handler(BaseHTTPRequestHandler):
         self.timeout = self.server.app.config.idle_timeout_s
         super().setup()
         self.busy = False
+        self.header_t0 = None
         with self.server.conn_lock:
             self.server.conns.add(self)
         self.server.app.metrics.inflight.set(len(self.server.conns))
@@ -166,6 +222,9 @@ class Handler(BaseHTTPRequestHandler):
             self.t0 = time.perf_counter()
             self.model_label = None
         return ok
+
+    def log_request(self, code="-", size="-"):
+        pass  # _done() writes the "request" line (info level, off with --no-access-log)
 
     def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's name
         self.server.app.log("http", level="warning", client=self.client_address[0],
@@ -204,11 +263,11 @@ class Handler(BaseHTTPRequestHandler):
         dt = time.perf_counter() - getattr(self, "t0", time.perf_counter())
         path = getattr(self, "path", "")
         kind = _endpoint_kind(path)
-        app.metrics.http.inc(endpoint=kind, status=str(status))
+        app.metrics.http.labels(endpoint=kind, status=str(status)).inc()
         model_label = getattr(self, "model_label", None)
         if model_label is not None:
-            app.metrics.requests.inc(model=model_label, status=str(status))
-            app.metrics.latency.observe(dt, model=model_label)
+            app.metrics.requests.labels(model=model_label, status=str(status)).inc()
+            app.metrics.latency.labels(model=model_label).observe(dt)
         if kind != "health" or status != 200:
             app.log("request", level="info" if status < 500 else "error",
                     method=getattr(self, "command", None), path=path, status=status,
@@ -250,9 +309,9 @@ class Handler(BaseHTTPRequestHandler):
         parts = [unquote(p) for p in urlsplit(self.path).path.strip("/").split("/")]
         if parts == ["metrics"] and method == "GET":
             for m in app.repo.models.values():  # queue depth sampled at scrape time too
-                app.metrics.queue.set(m.batcher.depth() if m.batcher else 0, model=m.name)
-            return self._send(200, body=app.metrics.render(),
-                              ctype="text/plain; version=0.0.4; charset=utf-8")
+                app.metrics.queue.labels(model=m.name).set(m.batcher.depth() if m.batcher else 0)
+            body, ctype = app.metrics.render(self.headers.get("Accept"))
+            return self._send(200, body=body, ctype=ctype)
         if not parts or parts[0] != "v2":
             raise RequestError(f"no such endpoint {self.path}", 404)
         rest = parts[1:]
@@ -311,48 +370,68 @@ class Handler(BaseHTTPRequestHandler):
         if n > limit:
             self.close_connection = True  # the body stays unread: this connection is done
             raise RequestError(f"body of {n} bytes exceeds the limit of {limit} bytes", 413)
-        body = self.rfile.read(n)
+        body = self._read_exactly(n)
         self.body_read = True
-        if len(body) != n:
-            self.close_connection = True
-            raise RequestError(f"body ended after {len(body)} of {n} bytes")
         enc = self.headers.get("Content-Encoding", "").lower()
         if enc in ("gzip", "deflate"):
-            d = zlib.decompressobj(wbits=31 if enc == "gzip" else 15)
-            try:
-                out = d.decompress(body, limit + 1)
-            except zlib.error as e:
-                raise RequestError(f"bad {enc} body: {e}") from None
-            if len(out) > limit or d.unconsumed_tail:
-                raise RequestError(f"decompressed body exceeds the limit of {limit} bytes", 413)
-            body = out
+            body = _decompress(body, enc, limit)
         elif enc not in ("", "identity"):
             raise RequestError(f"unsupported Content-Encoding {enc!r}", 415)
         return body
 
+    def _read_exactly(self, n: int) -> bytearray:
+        """The body, within idle_timeout_s in total (a deadline, not per read: a client
+        trickling bytes cannot hold the thread). Short or late -> 408/400, connection closed."""
+        limit_s = self.server.app.config.idle_timeout_s
+        deadline = time.monotonic() + limit_s
+        buf = bytearray(n)  # read in place: the body's memory once, not chunks + a join
+        view, got = memoryview(buf), 0
+        try:
+            while got < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(left)
+                k = self.rfile.readinto1(view[got:got + (1 << 20)])
+                if not k:
+                    break
+                got += k
+        except (TimeoutError, socket.timeout):
+            self.close_connection = True
+            raise RequestError(f"body incomplete after {limit_s:g}s: got {got} of the {n} bytes "
+                               "Content-Length announced", 408) from None
+        finally:
+            try:
+                self.connection.settimeout(limit_s)
+            except OSError:
+                pass
+        view.release()
+        if got != n:
+            self.close_connection = True
+            raise RequestError(f"body ended after {got} of {n} bytes")
+        return buf
+
     def _infer(self, model) -> None:
         app = self.server.app
         body = self._read_body()
-        if not app.ready:
-            raise RequestError("server is shutting down", 503, {"Retry-After": "1"})
-        req, names, rows = model.parse_request(
-            body, self.headers.get("Inference-Header-Content-Length"))
+        # While draining, a request that reached us is still answered: only new connections
+        # are refused (the listener is closed) and this connection closes after the answer.
+        header = self.headers.get("Inference-Header-Content-Length")
         try:
-            fut = model.batcher.submit(req.inputs, rows if model.batchable else None)
-        except QueueFull as e:
-            raise RequestError(str(e), 503, {"Retry-After": "1"}) from None
-        except Stopped as e:
-            raise RequestError(str(e), 503, {"Retry-After": "1"}) from None
+            json_len = min(int(header), len(body)) if header is not None else len(body)
+        except ValueError:
+            json_len = len(body)  # parse_request words the error
+        if json_len > app.config.max_json_bytes:
+            raise RequestError(f"JSON part of {json_len} bytes exceeds the limit of "
+                               f"{app.config.max_json_bytes}: send large tensors with the binary "
+                               "tensor extension (binary_data_size)", 413)
+        if not app.json_budget.acquire(json_len, app.config.request_timeout_s):
+            raise RequestError("too much JSON being parsed; retry", 503, {"Retry-After": "1"})
         try:
-            outs = fut.result(timeout=app.config.request_timeout_s)
-        except FutureTimeout:
-            raise RequestError(f"no result within {app.config.request_timeout_s}s", 504) from None
-        except Stopped as e:
-            raise RequestError(str(e), 503, {"Retry-After": "1"}) from None
-        except RequestError:
-            raise  # the model's input adapter rejected the request
-        except Exception as e:  # noqa: BLE001 - the session's error, told to the client
-            raise RequestError(f"inference failed: {e}", _ort_error_status(e)) from None
+            req, names, rows = model.parse_request(body, header)
+        finally:
+            app.json_budget.release(json_len)
+        outs = app.infer(model, req.inputs, rows)
         by_name = dict(zip(model.outputs, outs))
         body, header_len = encode_response(model.name, model.version, req, names,
                                            [by_name[n] for n in names])
@@ -363,6 +442,31 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_HEAD(self):
         self.do_GET()
+
+
+def _decompress(body: bytes, enc: str, limit: int) -> bytes:
+    """gzip (every member: RFC 1952 allows several, concatenated) or zlib-wrapped deflate,
+    never more than `limit` bytes out (a small bomb is refused without inflating it all)."""
+    out: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        d = zlib.decompressobj(wbits=31 if enc == "gzip" else 15)
+        try:
+            chunk = d.decompress(rest, limit + 1 - size)
+        except zlib.error as e:
+            raise RequestError(f"bad {enc} body: {e}") from None
+        size += len(chunk)
+        out.append(chunk)
+        if size > limit or d.unconsumed_tail:
+            raise RequestError(f"decompressed body exceeds the limit of {limit} bytes", 413)
+        if not d.eof:
+            raise RequestError(f"bad {enc} body: truncated")
+        rest = d.unused_data
+        if not rest:
+            return b"".join(out)
+        if enc != "gzip":
+            raise RequestError(f"bad {enc} body: {len(rest)} bytes after the end of the stream")
 
 
 def _endpoint_kind(path: str) -> str:
@@ -387,10 +491,12 @@ class Server:
         self.repo, self.config = repo, config or ServerConfig()
         self.log = log or JsonLog(enabled=self.config.access_log)
         self.metrics = Registry()
+        self.json_budget = ByteBudget(self.config.json_budget_bytes)
         self.draining = False
         self._started = False
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._grpc = None
 
     @property
     def ready(self) -> bool:
@@ -399,6 +505,10 @@ class Server:
     @property
     def port(self) -> int:
         return self._httpd.server_address[1]
+
+    @property
+    def grpc_port(self) -> int | None:
+        return self._grpc.port if self._grpc else None
 
     @property
     def url(self) -> str:
@@ -418,15 +528,24 @@ class Server:
                 max_delay_s=p.max_delay_ms / 1e3, max_queue=p.max_queue, workers=p.instances,
                 name=m.name,
                 on_batch=lambda rows, reqs, sec, n=m.name: self._on_batch(n, rows, reqs, sec),
-                on_queue=lambda d, n=m.name: self.metrics.queue.set(d, model=n))
+                on_queue=lambda d, n=m.name: self.metrics.queue.labels(model=n).set(d))
         self._httpd = _HTTPServer((self.config.host, self.config.port), Handler, self)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="http-accept", daemon=True)
         self._thread.start()
         self._reaper_stop = threading.Event()
         threading.Thread(target=self._reap, name="http-reaper", daemon=True).start()
+        if self.config.grpc_port is not None:
+            from .grpc_server import GrpcServer  # grpcio only when gRPC is asked for
+
+            try:
+                self._grpc = GrpcServer(self, self.config.host, self.config.grpc_port).start()
+            except BaseException:
+                self._httpd.shutdown()
+                self._httpd.server_close()
+                raise
         self._started = True
-        self.log("start", host=self.config.host, port=self.port,
+        self.log("start", host=self.config.host, port=self.port, grpc_port=self.grpc_port,
                  models={m.name: {"batchable": m.batchable, "max_batch": m.policy.max_batch,
                                   "max_delay_ms": m.policy.max_delay_ms,
                                   "inputs": [s.to_json() for s in m.inputs.values()]}
@@ -452,10 +571,31 @@ class Server:
                     except OSError:
                         pass
 
+    def infer(self, model, inputs: dict, rows: int | None) -> list:
+        """Run validated inputs through the model's batcher (HTTP and gRPC alike); the
+        outputs in model.outputs order, or a RequestError with the status to answer."""
+        try:
+            fut = model.batcher.submit(inputs, rows if model.batchable else None)
+        except QueueFull as e:
+            raise RequestError(str(e), 503, {"Retry-After": "1"}) from None
+        except Stopped as e:
+            raise RequestError(str(e), 503, {"Retry-After": "1"}) from None
+        try:
+            outs = fut.result(timeout=self.config.request_timeout_s)
+        except FutureTimeout:
+            raise RequestError(f"no result within {self.config.request_timeout_s}s", 504) from None
+        except Stopped as e:
+            raise RequestError(str(e), 503, {"Retry-After": "1"}) from None
+        except RequestError:
+            raise  # the model's input adapter rejected the request
+        except Exception as e:  # noqa: BLE001 - the session's error, told to the client
+            raise RequestError(f"inference failed: {e}", _ort_error_status(e)) from None
+        return outs
+
     def _on_batch(self, name: str, rows: int, reqs: int, sec: float) -> None:
-        self.metrics.batch.observe(rows, model=name)
-        self.metrics.batch_requests.observe(reqs, model=name)
-        self.metrics.run_time.observe(sec, model=name)
+        self.metrics.batch.labels(model=name).observe(rows)
+        self.metrics.batch_requests.labels(model=name).observe(reqs)
+        self.metrics.run_time.labels(model=name).observe(sec)
 
     def stop(self) -> bool:
         """Graceful: returns True when every in-flight request finished within the bound."""
@@ -463,17 +603,40 @@ class Server:
             return True
         t0 = time.monotonic()
         self.draining = True
-        self._reaper_stop.set()
-        self.log("draining", connections=len(self._httpd.conns))
-        self._httpd.shutdown()          # no new connections
-        self._httpd.socket.close()
+        httpd = self._httpd
+        self.log("draining", connections=len(httpd.conns))
+        httpd.shutdown()                # the accept loop ends
+        if self._grpc:  # refuses new RPCs now; in-flight ones finish within the drain bound
+            grpc_done = threading.Thread(target=self._grpc.stop,
+                                         args=(self.config.drain_timeout_s,), daemon=True)
+            grpc_done.start()
+        # Connections the kernel already completed sit in the listen backlog: closing the
+        # listener now would reset them. Take them in and answer them; then close, so later
+        # connects are refused (ECONNREFUSED), never reset.
+        httpd.socket.setblocking(False)
+        while True:
+            try:
+                request, addr = httpd.socket.accept()
+            except OSError:
+                break
+            request.setblocking(True)
+            httpd.process_request(request, addr)
+        httpd.socket.close()
         deadline = t0 + self.config.drain_timeout_s
         clean = True
         while True:
-            with self._httpd.conn_lock:
-                conns = list(self._httpd.conns)
+            with httpd.conn_lock:
+                conns = list(httpd.conns)
             for c in conns:
-                if not c.busy:  # idle keep-alive: wake its blocked read so the thread ends
+                if c.busy or c.header_t0 is None:
+                    continue
+                # idle keep-alive: wake its blocked read so the thread ends; but not if a
+                # request is already arriving on it (it is served, then the connection closes)
+                try:
+                    arriving = select.select([c.connection], [], [], 0)[0]
+                except (OSError, ValueError):
+                    arriving = []
+                if not arriving:
                     try:
                         c.connection.shutdown(socket.SHUT_RD)
                     except OSError:
@@ -484,6 +647,11 @@ class Server:
                 clean = False
                 break
             time.sleep(0.02)
+        self._reaper_stop.set()
+        if self._grpc:
+            grpc_done.join(max(0.0, deadline - time.monotonic()) + 1)
+            clean = clean and not grpc_done.is_alive()
+            self._grpc = None
         for m in self.repo.models.values():
             if m.batcher:
                 m.batcher.stop(timeout=max(0.0, deadline - time.monotonic()))

@@ -4,8 +4,8 @@
 #   3 base images (cached)   4 export a real PACT model + a float model on the host
 #   5 buildah bud   6 static checks (non-root user, no torch, HEALTHCHECK)
 #   7 run `steport serve` inside the image (buildah run --isolation=chroot) on 127.0.0.1
-#   8 real requests: health, metadata, infer (checked against the host's outputs), bad
-#     request, HEALTHCHECK command   9 SIGTERM -> graceful exit 0   10 clean up
+#   8 real requests: health, metadata, infer over HTTP and gRPC (checked against the host's
+#     outputs), bad requests, HEALTHCHECK command   9 SIGTERM -> graceful exit 0   10 clean up
 # Every phase is time-bounded; the script prints per-phase seconds and says exactly why it
 # fails. Env: IMAGE (tag), KEEP_IMAGE=1, PORT, STEPORT_PYTHON (host python with torch).
 set -euo pipefail
@@ -39,8 +39,8 @@ for t in buildah podman debootstrap; do
     || cannot "apt-get install buildah podman debootstrap failed (no Debian mirror reachable?)"
   break
 done
-"$HOSTPY" -c "import torch, steport.export, tritonclient.http" 2>/dev/null \
-  || die "$HOSTPY lacks torch/steport/tritonclient: run scripts/bootstrap.sh first (host side exports the test model)"
+"$HOSTPY" -c "import torch, steport.export, tritonclient.http, tritonclient.grpc" 2>/dev/null \
+  || die "$HOSTPY lacks torch/steport/tritonclient[http,grpc]: run scripts/bootstrap.sh first (host side exports the test model)"
 
 phase "2/10 wheelhouse"
 PYTHON="$HOSTPY" timeout 900 bash deploy/build_wheelhouse.sh >&2 || cannot "deploy/build_wheelhouse.sh failed (PyPI unreachable?)"
@@ -87,8 +87,9 @@ say "user $uid, no torch, no compiler, HEALTHCHECK set, size $size bytes"
 
 phase "7/10 run the server inside the image"
 PORT="${PORT:-$("$HOSTPY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
+GPORT="${GPORT:-$("$HOSTPY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
 setsid buildah run --isolation=chroot -v "$work/models:/models:ro" "$ctr" -- \
-  steport serve /models --host 127.0.0.1 --port "$PORT" --max-delay-ms 1 > "$work/server.log" 2>&1 &
+  steport serve /models --host 127.0.0.1 --port "$PORT" --max-delay-ms 1 --grpc-port "$GPORT" > "$work/server.log" 2>&1 &
 srv_pid=$!
 ok=""
 for _ in $(seq 1 120); do
@@ -99,11 +100,13 @@ done
 [ -n "$ok" ] || { cat "$work/server.log" >&2; die "not ready on 127.0.0.1:$PORT within 60s"; }
 
 phase "8/10 requests"
-timeout 120 "$HOSTPY" - "$PORT" "$work/expect.json" <<'PY' || { cat "$work/server.log" >&2; die "request checks failed (above)"; }
+timeout 120 "$HOSTPY" - "$PORT" "$work/expect.json" "$GPORT" <<'PY' || { cat "$work/server.log" >&2; die "request checks failed (above)"; }
 import json, sys, urllib.request, urllib.error
 import numpy as np
+import tritonclient.grpc as tg
 import tritonclient.http as tc
-port, expect = sys.argv[1], json.load(open(sys.argv[2]))
+from tritonclient.utils import InferenceServerException
+port, expect, gport = sys.argv[1], json.load(open(sys.argv[2])), sys.argv[3]
 base = f"http://127.0.0.1:{port}"
 c = tc.InferenceServerClient(url=f"127.0.0.1:{port}")
 assert c.is_server_live() and c.is_server_ready()
@@ -115,7 +118,16 @@ for fam, e in expect.items():
         i = tc.InferInput(e["input"], list(x.shape), "FP32"); i.set_data_from_numpy(x, binary_data=binary)
         y = c.infer(fam, [i], outputs=[tc.InferRequestedOutput(e["output"], binary_data=binary)]).as_numpy(e["output"])
         np.testing.assert_allclose(y, np.asarray(e["y"], np.float32), rtol=1e-5, atol=1e-6)
-    print(f"{fam}: metadata and infer (JSON + binary) match the host", file=sys.stderr)
+    g = tg.InferenceServerClient(f"127.0.0.1:{gport}")
+    i = tg.InferInput(e["input"], list(x.shape), "FP32"); i.set_data_from_numpy(x)
+    y = g.infer(fam, [i], client_timeout=30).as_numpy(e["output"])
+    np.testing.assert_allclose(y, np.asarray(e["y"], np.float32), rtol=1e-5, atol=1e-6)
+    print(f"{fam}: metadata and infer (HTTP JSON + binary, gRPC) match the host", file=sys.stderr)
+try:
+    g.infer("nope", [i], client_timeout=30)
+    raise SystemExit("gRPC: unknown model answered")
+except InferenceServerException as err:
+    assert "NOT_FOUND" in err.status(), err
 bad = json.dumps({"inputs": [{"name": expect["float"]["input"], "datatype": "FP32", "shape": [1, 5],
                               "data": [float("nan")] * 5}]}).encode()
 try:
@@ -130,7 +142,10 @@ try:
 except urllib.error.HTTPError as err:
     assert err.code == 404
 m = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
-assert 'steport_requests_total{model="pact",status="200"} 2' in m, m[:2000]
+from prometheus_client.parser import text_string_to_metric_families
+ok200 = [s.value for f in text_string_to_metric_families(m) for s in f.samples
+         if s.name == "steport_requests_total" and s.labels == {"model": "pact", "status": "200"}]
+assert ok200 == [3.0], (ok200, m[:2000])  # 2 HTTP + 1 gRPC
 print("bad requests: 400/404 with JSON errors; metrics counted", file=sys.stderr)
 PY
 hc_script=$(buildah inspect --type image --format '{{index .Docker.Config.Healthcheck.Test 3}}' "$IMAGE")

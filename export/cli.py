@@ -5,11 +5,22 @@ import argparse
 import os
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= 1 << 20:
+        raise argparse.ArgumentTypeError(f"{value} is not in [1, 2^20]")
+    return value
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (custom domains + fallbacks)")
     p.add_argument("checkpoint")
     p.add_argument("-o", "--output", required=True, help="path of the .onnx to write")
-    p.add_argument("--batch", type=int, default=2, help="example batch size used for tracing")
+    p.add_argument("--batch", type=_positive_int, default=2,
+                   help="example batch size used for tracing")
     p.add_argument("--preprocess", choices=["none", "image"], default="none",
                    help="image: input is encoded PNG bytes (docs/extensions.md)")
     p.add_argument("--labels", help="comma-separated class names (with --preprocess image)")
@@ -20,7 +31,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="compare PyTorch, ORT + steport ops, and stock ORT")
     p.add_argument("model")
     p.add_argument("--checkpoint", help="checkpoint for the PyTorch side (default: from metadata)")
-    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--batch", type=_positive_int, default=64)
     p.add_argument("--atol", type=float, default=1e-4)
     p.add_argument("--backend", action="append", choices=["steport", "fallback", "torch", "python"],
                    help="backends to compare (default: all available)")
@@ -42,12 +53,26 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def export_checkpoint(checkpoint: str, output: str, batch: int = 2):
     import torch
 
+    from steport.train.alloc_guard import AllocationRefused, allocation_budget
     from steport.train.checkpoint import load_checkpoint
 
-    from .core import export_model
+    from .core import ExportError, export_model
+    from .verify import first_line
 
     model, ckpt = load_checkpoint(checkpoint)
-    x = torch.zeros(batch, *ckpt["input_shape"])
+    shape = (batch, *ckpt["input_shape"])
+    with allocation_budget(what=f"{checkpoint}: example input of shape {list(shape)}"):
+        x = torch.zeros(shape)
+    # an input shape the layers cannot take fails here in seconds, with PyTorch's own
+    # message, instead of deep inside the exporter's tracing
+    try:
+        with torch.no_grad(), allocation_budget(what=f"{checkpoint}: a forward pass"):
+            model(x[:1])
+    except AllocationRefused:
+        raise
+    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+        raise ExportError(f"{checkpoint}: the model ({ckpt['model']['arch']}) does not accept "
+                          f"its input_shape {ckpt['input_shape']}: {first_line(e)}") from None
     return export_model(model, x, output, metadata=checkpoint_metadata(checkpoint, ckpt))
 
 
@@ -131,7 +156,12 @@ def cmd_info(args) -> int:
 
 
 def cmd_export(args) -> int:
-    proto = export_checkpoint(args.checkpoint, args.output, args.batch)
+    from .core import ExportError
+
+    try:
+        proto = export_checkpoint(args.checkpoint, args.output, args.batch)
+    except ExportError as e:  # a user's model or checkpoint, not a steport bug: one line
+        raise ValueError(str(e)) from None
     if args.preprocess == "image":
         from .core import save
         from .preprocess import wrap_image_model
@@ -157,15 +187,15 @@ def cmd_verify(args) -> int:
 
 
 def _per_node(args) -> int:
-    import onnx
-
     from .pyops import localize_mismatch
     from .verify import _inputs_for
 
     backends = tuple(b for b in (args.backend or ["steport", "python"]) if b != "torch")
     if len(backends) != 2:
         raise SystemExit("--per-node compares exactly two of steport, python, fallback")
-    model = onnx.load(args.model)
+    from .verify import load_model
+
+    model = load_model(args.model)
     feeds = _inputs_for(model, args.batch, 0, None)
     report = localize_mismatch(model, feeds, backends, atol=0.0)
     print(report.table())

@@ -57,6 +57,75 @@ def _compare(a, b, name_a, name_b, out, atol, max_mismatch) -> PairResult:
     return PairResult(name_a, name_b, out, mad, frac, am, frac <= max_mismatch)
 
 
+def first_line(e: BaseException) -> str:
+    """An exception as one line (the CLI's error format)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def load_model(path: str | os.PathLike) -> onnx.ModelProto:
+    """onnx.load with one clear ValueError/FileNotFoundError per way a path can be wrong
+    (the CLI prints it as one line), instead of protobuf's DecodeError traceback."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"model {path} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory, not an ONNX model file")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise ValueError(f"{path} is empty, not an ONNX model")
+    if head.startswith(b"PK"):
+        raise ValueError(f"{path} is a zip archive (a PyTorch checkpoint?), not an ONNX model; "
+                         f"export it first: steport export {path} -o model.onnx")
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - DecodeError, RuntimeWarning, ...: all mean "not ONNX"
+        raise ValueError(f"cannot parse {path} as an ONNX model: {first_line(e)}") from None
+    if not model.graph.output:
+        raise ValueError(f"{path} is not an ONNX model (no graph outputs; truncated or not a "
+                         f"model file)")
+    return model
+
+
+def _session(name: str, make):
+    """A session, or one ValueError line saying why onnxruntime refuses the model."""
+    try:
+        return make()
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 - onnxruntime's exception types are not public
+        raise ValueError(f"{name} cannot load the model: {first_line(e)}") from None
+
+
+def _run(name: str, make, feeds) -> list:
+    sess = _session(name, make)
+    try:
+        return sess.run(None, feeds)
+    except Exception as e:  # noqa: BLE001 - e.g. a kernel refusing an input
+        raise ValueError(f"{name} failed to run the model: {first_line(e)}") from None
+
+
+def _check_checkpoint_fits(model: onnx.ModelProto, meta: dict[str, str], ckpt: dict,
+                           checkpoint: str) -> None:
+    """A checkpoint of another model would only show up as a numeric FAIL: say so instead."""
+    arch = ckpt["model"]["arch"]
+    exported = meta.get("steport.arch")
+    if exported is not None and exported != arch:
+        raise ValueError(f"checkpoint {checkpoint} is a {arch!r} model but the ONNX model was "
+                         f"exported from a {exported!r}; pass the checkpoint it was exported from")
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    want = [int(d) for d in ckpt["input_shape"]]
+    if len(inputs) == 1:
+        dims = [d.dim_value if d.HasField("dim_value") else None
+                for d in inputs[0].type.tensor_type.shape.dim][1:]
+        if len(dims) != len(want) or any(d is not None and d != w for d, w in zip(dims, want)):
+            raise ValueError(f"checkpoint {checkpoint} takes inputs of shape {want} but the ONNX "
+                             f"model's input is {dims} (batch left out); it belongs to another "
+                             f"model")
+
+
 def _metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
@@ -91,29 +160,37 @@ def verify(model_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
     """Compare backends pairwise. ORT with the library vs the fallback bodies must agree on
     every element (within atol); PyTorch vs ORT may differ on at most ``torch_max_mismatch``
     of the elements (float ops before a quantizer can move a value across a rounding step)."""
-    model = onnx.load(os.fspath(model_path))
+    model = load_model(model_path)
     meta = _metadata(model)
     ckpt = None
+    if checkpoint and not os.path.isfile(checkpoint):
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
     if "torch" in backends:
         checkpoint = checkpoint or meta.get("steport.checkpoint")
         if checkpoint and os.path.isfile(checkpoint):
             from steport.train.checkpoint import load_checkpoint
 
             torch_model, ckpt = load_checkpoint(checkpoint)
+            _check_checkpoint_fits(model, meta, ckpt, checkpoint)
         else:
             backends = tuple(b for b in backends if b != "torch")
     feeds = _inputs_for(model, batch, seed, ckpt)
     outs = [o.name for o in model.graph.output]
     results: dict[str, list[np.ndarray]] = {}
     if "steport" in backends:
-        results["ort+steport"] = steport.session(model_path).run(None, feeds)
+        quiet = ort.SessionOptions()
+        quiet.log_severity_level = 4  # a refusal is reported once, as our own error line
+        results["ort+steport"] = _run("onnxruntime + steport",
+                                      lambda: steport.session(model_path, sess_options=quiet), feeds)
     if "python" in backends:  # numpy kernels inside ORT (onnxruntime-extensions PyOps)
         from .pyops import python_session
 
         results["ort+python"] = python_session(model).run(None, feeds)
     if "fallback" in backends:
         so = ort.SessionOptions()
-        results["ort-fallback"] = ort.InferenceSession(os.fspath(model_path), so).run(None, feeds)
+        so.log_severity_level = 4
+        results["ort-fallback"] = _run("stock onnxruntime (fallback bodies)",
+                                       lambda: ort.InferenceSession(os.fspath(model_path), so), feeds)
     if "torch" in backends:
         import torch
 

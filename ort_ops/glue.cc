@@ -18,29 +18,67 @@ std::string NodeName(const OrtKernelInfo* info) {
   return s;
 }
 
-int64_t AttrInt(const OrtKernelInfo* info, const char* name) {
-  int64_t v = 0;
-  OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_int64(info, name, &v);
-  if (st) {
-    std::string msg = Ort::GetApi().GetErrorMessage(st);
-    Ort::GetApi().ReleaseStatus(st);
-    Fail("required int attribute '", name, "' is missing or not an int (", msg, ")");
+namespace {
+// True when `st` is a success; releases a failure status.
+bool Ok(OrtStatus* st) {
+  if (!st) return true;
+  Ort::GetApi().ReleaseStatus(st);
+  return false;
+}
+
+const char* AttrTypeName(AttrType t) {
+  switch (t) {
+    case AttrType::kAbsent: return "absent";
+    case AttrType::kInt: return "an int";
+    case AttrType::kFloat: return "a float";
+    case AttrType::kString: return "a string";
+    case AttrType::kInts: return "a list of ints";
+    case AttrType::kFloats: return "a list of floats";
+    default: return "an empty list, a tensor or a graph";
   }
-  return v;
+}
+
+// Refuses an attribute present with another type than the registry's (docs/ops.md
+// "Attributes"): reading it anyway would silently give a default (ORT's getters fail on a
+// type mismatch, and its list getters read any attribute type as an empty list).
+void CheckAttrType(const OrtKernelInfo* info, const char* name, AttrType want,
+                   AttrType also_ok = AttrType::kAbsent) {
+  const AttrType got = AttrTypeOf(info, name);
+  if (got == want || got == AttrType::kAbsent || (got == also_ok && also_ok != AttrType::kAbsent))
+    return;
+  Fail("attribute '", name, "' must be ", AttrTypeName(want), ", got ", AttrTypeName(got));
+}
+}  // namespace
+
+AttrType AttrTypeOf(const OrtKernelInfo* info, const char* name) {
+  const OrtApi& api = Ort::GetApi();
+  // The scalar getters check the attribute's type; the list getters succeed for every
+  // present attribute (reading the other kinds as empty), so they tell absent from present.
+  int64_t i;
+  if (Ok(api.KernelInfoGetAttribute_int64(info, name, &i))) return AttrType::kInt;
+  float f;
+  if (Ok(api.KernelInfoGetAttribute_float(info, name, &f))) return AttrType::kFloat;
+  size_t n = 0;
+  if (Ok(api.KernelInfoGetAttribute_string(info, name, nullptr, &n))) return AttrType::kString;
+  n = 0;
+  if (!Ok(api.KernelInfoGetAttributeArray_int64(info, name, nullptr, &n))) return AttrType::kAbsent;
+  if (n > 0) return AttrType::kInts;
+  n = 0;
+  if (Ok(api.KernelInfoGetAttributeArray_float(info, name, nullptr, &n)) && n > 0)
+    return AttrType::kFloats;
+  return AttrType::kOther;
+}
+
+int64_t AttrInt(const OrtKernelInfo* info, const char* name) {
+  const AttrType t = AttrTypeOf(info, name);
+  Check(t != AttrType::kAbsent, "required int attribute '", name, "' is missing");
+  return AttrInt(info, name, 0);
 }
 
 int64_t AttrInt(const OrtKernelInfo* info, const char* name, int64_t dflt) {
+  CheckAttrType(info, name, AttrType::kInt);
   int64_t v = 0;
-  OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_int64(info, name, &v);
-  if (!st) return v;
-  Ort::GetApi().ReleaseStatus(st);
-  // Distinguish "absent" from "present with another type": the float getter succeeds for
-  // a float attribute, which is a model error, not a default.
-  float f;
-  st = Ort::GetApi().KernelInfoGetAttribute_float(info, name, &f);
-  if (!st) Fail("attribute '", name, "' must be an int, got a float");
-  Ort::GetApi().ReleaseStatus(st);
-  return dflt;
+  return Ok(Ort::GetApi().KernelInfoGetAttribute_int64(info, name, &v)) ? v : dflt;
 }
 
 int64_t AttrIntIn(const OrtKernelInfo* info, const char* name, int64_t lo, int64_t hi) {
@@ -57,27 +95,27 @@ int64_t AttrIntIn(const OrtKernelInfo* info, const char* name, int64_t lo, int64
 }
 
 float AttrFloat(const OrtKernelInfo* info, const char* name, float dflt) {
+  CheckAttrType(info, name, AttrType::kFloat);
   float v = 0;
-  OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_float(info, name, &v);
-  if (!st) return v;
-  Ort::GetApi().ReleaseStatus(st);
-  return dflt;
+  return Ok(Ort::GetApi().KernelInfoGetAttribute_float(info, name, &v)) ? v : dflt;
 }
 
 std::vector<int64_t> AttrInts(const OrtKernelInfo* info, const char* name,
                               std::vector<int64_t> dflt) {
+  // an empty INTS list cannot be told from other empty attributes: read as an empty list,
+  // which every caller's length check then refuses or treats as "not given"
+  CheckAttrType(info, name, AttrType::kInts, AttrType::kOther);
   size_t n = 0;
-  OrtStatus* st = Ort::GetApi().KernelInfoGetAttributeArray_int64(info, name, nullptr, &n);
-  if (st) { Ort::GetApi().ReleaseStatus(st); return dflt; }
+  if (!Ok(Ort::GetApi().KernelInfoGetAttributeArray_int64(info, name, nullptr, &n))) return dflt;
   std::vector<int64_t> v(n);
   if (n) Ort::ThrowOnError(Ort::GetApi().KernelInfoGetAttributeArray_int64(info, name, v.data(), &n));
   return v;
 }
 
 std::string AttrString(const OrtKernelInfo* info, const char* name, std::string dflt) {
+  CheckAttrType(info, name, AttrType::kString);
   size_t n = 0;
-  OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_string(info, name, nullptr, &n);
-  if (st) { Ort::GetApi().ReleaseStatus(st); return dflt; }
+  if (!Ok(Ort::GetApi().KernelInfoGetAttribute_string(info, name, nullptr, &n))) return dflt;
   std::string s(n, '\0');
   Ort::ThrowOnError(Ort::GetApi().KernelInfoGetAttribute_string(info, name, s.data(), &n));
   if (!s.empty() && s.back() == '\0') s.pop_back();

@@ -21,6 +21,11 @@ tests=()
 for d in tests/quant tests/binary tests/approx tests/logic tests/fuzz; do
   [ -d "$d" ] && tests+=("$d")
 done
+# the hostile-model suite and the attribute/registry regressions (tests/hostile), not its
+# CLI tests (PyTorch export in subprocesses: nothing of the op library's own)
+for f in tests/hostile/test_hostile.py tests/hostile/test_findings.py; do
+  [ -f "$f" ] && tests+=("$f")
+done
 echo "sanitizer run: $LIB on ${tests[*]}"
 set +e
 LD_PRELOAD="$ASAN_RT $UBSAN_RT" python -m pytest -q -p no:cacheprovider -m "not slow" "${tests[@]}" "$@"

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from .alloc_guard import AllocationRefused, allocation_budget
 from .models import build_model
 
 FORMAT = "steport-checkpoint"
@@ -63,10 +64,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike = "checkpoint") -> torch.nn.Module:
     spec = ckpt["model"]
     try:
-        model = build_model(spec["arch"], **spec["kwargs"])
+        # sizes from the checkpoint are untrusted: refuse terabytes before allocating them
+        with allocation_budget(what=f"{path}: model {spec['arch']}{spec['kwargs']}"):
+            model = build_model(spec["arch"], **spec["kwargs"])
+    except AllocationRefused:
+        raise
     except KeyError as e:
         raise CheckpointError(f"{path}: {e.args[0]}") from None
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:
         raise CheckpointError(f"{path}: cannot rebuild model {spec['arch']!r}: {e}") from None
     try:
         missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)

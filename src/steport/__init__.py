@@ -11,17 +11,20 @@ from typing import Any, Sequence
 
 
 def session(model: Any, providers: Sequence[Any] | None = None, *, sess_options: Any = None,
-            threads: int | None = None, extensions: bool | None = None):
+            threads: int | None = None, extensions: bool | None = None,
+            max_bytes: int | None = None):
     """Open an ``onnxruntime.InferenceSession`` with steport's custom-op library registered.
 
     ``model`` is a path, bytes or ModelProto. ``providers`` as in onnxruntime (default CPU);
     with ``CUDAExecutionProvider`` the CUDA variant of the library is loaded. ``threads``
     sets intra-op threads. ``extensions``: also register onnxruntime-extensions (None = when
-    the model uses its domain)."""
+    the model uses its domain). ``max_bytes`` (default: the ``STEPORT_MAX_BYTES`` environment
+    variable, else no limit): refuse a model whose steport nodes' declared sizes need more
+    (docs/ops.md "Memory bounds")."""
     from .runtime import make_session
 
     return make_session(model, providers=providers, sess_options=sess_options, threads=threads,
-                        extensions=extensions)
+                        extensions=extensions, max_bytes=max_bytes)
 
 
 def library_path(cuda: bool = False) -> str:

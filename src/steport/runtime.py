@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import onnxruntime as ort
 
+from .memory import check_memory, limit_from_env
 from .ort_ops import library_path
 from .registry import check_model_ops
 
@@ -36,9 +37,13 @@ def _wants_cuda(providers: Sequence[Any] | None) -> bool:
 
 
 def make_session(model: Any, providers: Sequence[Any] | None = None, sess_options: Any = None,
-                 threads: int | None = None, extensions: bool | None = None):
+                 threads: int | None = None, extensions: bool | None = None,
+                 max_bytes: int | None = None):
     proto = _load_proto(model)
     check_model_ops(proto)  # unknown steport op versions: clear error, not a silent fallback
+    limit = max_bytes if max_bytes is not None else limit_from_env()
+    if limit is not None:  # declared sizes past the limit: refused before ORT allocates
+        check_memory(proto, limit)
     so = sess_options or ort.SessionOptions()
     if threads is not None:
         so.intra_op_num_threads = int(threads)

@@ -147,23 +147,40 @@ def test_burst_beyond_queue_limit_gets_503_and_server_stays_ready(make_server, m
     assert ready(srv.port) and ok(srv.port)
 
 
-def test_connections_beyond_limit_get_503_at_accept(make_server):
-    srv = make_server({"threads": 1}, max_connections=3, idle_timeout_s=5.0)
+def test_connections_beyond_limit_evict_idle_then_503_when_all_busy(make_server):
+    """At the connection limit, an idle connection (waiting for a request) gives its slot to
+    the newcomer; only when every connection is running a request does a newcomer get 503."""
+    srv = make_server({"threads": 1, "max_batch": 1, "max_queue": 8}, max_connections=3,
+                      idle_timeout_s=5.0)
     held = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(3)]
     try:
         time.sleep(0.3)  # all three accepted and counted
-        st, h, d = post(srv.port, timeout=5)
-        assert st == 503 and h.get("Retry-After") == "1" and "too many connections" in d["error"]
+        assert ok(srv.port)  # an idle one was evicted for it
+        assert sum(closed_by_server(s) for s in held) >= 1
     finally:
         for s in held:
             s.close()
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:  # slots come back once the held sockets close
-        if post(srv.port)[0] == 200:
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError("server did not recover its connection slots")
+    while time.monotonic() < deadline and srv._httpd.active:  # the held ones' threads ended
+        time.sleep(0.02)
+    b = srv.repo.get("float").batcher
+    real, gate = b.run, threading.Event()
+    b.run = lambda feeds: (gate.wait(30), real(feeds))[1]
+    try:
+        with ThreadPoolExecutor(3) as ex:
+            busy = [ex.submit(post, srv.port) for _ in range(3)]
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and srv._httpd.active < 3:
+                time.sleep(0.02)
+            time.sleep(0.2)
+            st, h, d = post(srv.port, timeout=5)
+            assert st == 503 and h.get("Retry-After") == "1" and "too many connections" in d["error"]
+            gate.set()
+            assert [f.result()[0] for f in busy] == [200, 200, 200], [f.result() for f in busy]
+    finally:
+        gate.set()
+        b.run = real
+    assert ok(srv.port)
 
 
 def _serve(target, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -59,6 +59,13 @@ OrtStatusPtr Guard(const char* where, F&& f) noexcept {
 }
 
 // ---- attributes ---------------------------------------------------------------------
+// Every reader refuses an attribute present with another type than it reads (an int `tau`
+// for a float attribute, a single int for a list): a mismatch is a model error, never a
+// silent default (docs/ops.md "Attributes"). A reader with `dflt` returns it when absent.
+enum class AttrType { kAbsent, kInt, kFloat, kString, kInts, kFloats, kOther };
+// kOther: present but neither a scalar nor a non-empty int/float list (an empty list, a
+// tensor, a graph).
+AttrType AttrTypeOf(const OrtKernelInfo* info, const char* name);
 int64_t AttrInt(const OrtKernelInfo* info, const char* name);
 int64_t AttrInt(const OrtKernelInfo* info, const char* name, int64_t dflt);
 int64_t AttrIntIn(const OrtKernelInfo* info, const char* name, int64_t lo, int64_t hi);

@@ -6,6 +6,7 @@ C++ constants header, see `python -m steport.registry --header`) and tests all d
 from __future__ import annotations
 
 from . import approx, binary, logic, quant
+from .model_check import model_problems
 from .spec import DOMAIN_VERSION, DOMAINS, IR_VERSION, ONNX_OPSET, REQUIRED, Attr, OpSpec, Port
 
 OPS: tuple[OpSpec, ...] = tuple(quant.OPS + binary.OPS + approx.OPS + logic.OPS)
@@ -32,19 +33,13 @@ def by_torch_op(qualname: str) -> OpSpec:
 
 def check_model_ops(model) -> None:
     """Raise ValueError if an ONNX model (ModelProto) uses a steport domain version or op
-    this registry does not have: better a clear error than a silent fallback body."""
-    problems = []
-    ours = set(DOMAINS.values())
-    for o in model.opset_import:
-        if o.domain in ours and o.version != DOMAIN_VERSION:
-            problems.append(f"domain {o.domain} version {o.version} (this steport has version "
-                            f"{DOMAIN_VERSION})")
-    for n in model.graph.node:
-        if n.domain in ours and (n.domain, n.op_type) not in _BY_KEY:
-            known = sorted(op.name for op in OPS if op.domain == n.domain)
-            problems.append(f"node '{n.name}': no op {n.domain}::{n.op_type} (known: {known})")
+    this registry does not have, anywhere (subgraphs and model-local functions included), or
+    gives a steport node attributes the registry does not allow: better a clear error than
+    a silent fallback body or a silent default (docs/ops.md "Models steport refuses")."""
+    problems = model_problems(model, _BY_KEY)
     if problems:
-        raise ValueError("model needs ops this steport does not provide: " + "; ".join(problems))
+        shown = problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10 else [])
+        raise ValueError("model is refused by the steport registry: " + "; ".join(shown))
 
 
 def families() -> dict[str, tuple[OpSpec, ...]]:
