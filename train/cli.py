@@ -31,10 +31,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("demo", help="the main job: train, export, verify and report")
-    p.add_argument("-o", "--out", default="reports/demo")
+    p = sub.add_parser("demo", help="the main job: train, export, verify and report",
+                       description="Train, export, verify and measure the recipes of a data "
+                       "set; every recipe's row is kept in OUT/results/<recipe>.json and the "
+                       "report (OUT/report.md) is rebuilt from all rows there, so a subset "
+                       "run merges into the table.")
+    p.add_argument("-o", "--out", default=None,
+                   help="output folder (default: reports/demo for digits, reports/fashion for "
+                   "fashion-mnist)")
+    p.add_argument("--data", default="digits",
+                   help="run the built-in recipes of this data set (digits, fashion-mnist)")
     p.add_argument("--epochs", type=int, help="override every recipe's epochs")
-    p.add_argument("--recipes", nargs="*", help="subset of recipes (default: all)")
+    p.add_argument("--recipes", nargs="*", help="subset of recipes (default: all of --data); "
+                   "their rows merge with the rows already in OUT/results")
+    p.add_argument("--reuse", action="store_true",
+                   help="skip training where OUT/<recipe>.pt is a finished run of the same "
+                   "recipe (e.g. trained earlier with `steport train RECIPE -o OUT`)")
+    p.add_argument("--fresh", action="store_true",
+                   help="drop the rows of earlier runs even when running a subset")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
 
@@ -103,6 +117,40 @@ def _resume_state(path, arch: str, kwargs: dict, data, cfg) -> tuple[dict, dict]
     return ckpt, state
 
 
+def init_checkpoint_path(recipe: dict, out_dir) -> Path:
+    """``init_from``: a checkpoint path (``*.pt``) or the name of a recipe trained into the
+    same output folder (OUT/<name>.pt)."""
+    ref = recipe["init_from"]
+    if ref.endswith(".pt") or "/" in ref:
+        return Path(ref)
+    return Path(out_dir) / f"{ref}.pt"
+
+
+def _init_from(model, recipe: dict, out: Path, data, device: str) -> float:
+    """Start from another run's weights (e.g. retraining an approximate-multiplier model
+    from the exact-product one). Every parameter and buffer is copied except multiplier
+    LUTs (buffers named ``lut``): those define this recipe's arithmetic. Returns the test
+    accuracy before any training step (the "before retraining" number)."""
+    from .checkpoint import CheckpointError, read_checkpoint
+    from .loop import evaluate
+
+    path = init_checkpoint_path(recipe, out)
+    if not path.is_file():
+        raise CheckpointError(f"recipe {recipe['name']}: init_from checkpoint {path} does not "
+                              f"exist; train {recipe['init_from']} first (steport train "
+                              f"{recipe['init_from']} -o {out})")
+    ckpt = read_checkpoint(path)
+    own = model.state_dict()
+    src = {k: v for k, v in ckpt["state_dict"].items() if k.rsplit(".", 1)[-1] != "lut"}
+    bad = sorted(k for k, v in src.items() if k not in own or own[k].shape != v.shape)
+    missing = sorted(k for k in own if k not in src and k.rsplit(".", 1)[-1] != "lut")
+    if bad or missing:
+        raise CheckpointError(f"recipe {recipe['name']}: init_from {path} does not fit the "
+                              f"model (mismatched: {(bad + missing)[:5]})")
+    model.load_state_dict(src, strict=False)
+    return evaluate(model, data.test, device=device)
+
+
 def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None = None,
                  seed: int | None = None, device: str | None = None, deterministic: bool = False,
                  progress: bool = True, resume: str | os.PathLike | None = None,
@@ -110,6 +158,8 @@ def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None
     """Train one recipe. Writes (rank 0 only) OUT/<name>.pt after every epoch (the last
     state, resumable), OUT/<name>.best.pt (best test accuracy so far) and, at the end,
     OUT/<name>.json (metrics). Joins a process group when launched by torchrun."""
+    import torch
+
     from . import distributed
     from .checkpoint import save_checkpoint
     from .data import load_dataset
@@ -127,9 +177,14 @@ def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None
         seed_everything(cfg.seed)
         model = build_model(arch, **kwargs)
         _check_input_shape(model, arch, data)
+        out = Path(out_dir)
+        init_accuracy = None
+        if recipe.get("init_from") and not resume:
+            init_accuracy = _init_from(model, recipe, out, data, cfg.device)
         state = None
         if resume:
             ckpt, state = _resume_state(resume, arch, kwargs, data, cfg)
+            init_accuracy = (ckpt.get("metrics") or {}).get("init_accuracy")
             try:
                 model.load_state_dict(ckpt["state_dict"])
             except RuntimeError as e:  # tampered weights: wrong names or shapes
@@ -137,7 +192,6 @@ def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None
 
                 raise CheckpointError(f"{resume} does not fit model {arch}: "
                                       f"{' '.join(str(e).split())[:300]}") from None
-        out = Path(out_dir)
         name = recipe["name"]
         last, best = out / f"{name}.pt", out / f"{name}.best.pt"
         if info.is_main:
@@ -145,13 +199,20 @@ def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None
         extra = {"recipe": recipe, "data": {"name": dname, "kwargs": dkwargs}}
         params = count_parameters(model)
 
-        def metrics_of(history: list[dict], seconds: float | None = None) -> dict:
+        def metrics_of(history: list[dict], seconds: float | None = None,
+                       cpu_seconds: float | None = None) -> dict:
             m = {"recipe": name, "test_accuracy": history[-1]["test_acc"] if history else None,
                  "best_test_accuracy": max((h["test_acc"] for h in history), default=None),
                  "epochs": cfg.epochs, "world_size": info.world_size, "parameters": params,
                  "history": history}
+            if init_accuracy is not None:
+                m["init_accuracy"] = init_accuracy
             if seconds is not None:
                 m["train_seconds"] = seconds
+            if cpu_seconds is not None:
+                # wall time depends on what else runs; CPU time says what the run cost
+                m["train_cpu_seconds"] = cpu_seconds
+                m["torch_threads"] = torch.get_num_threads()
             return m
 
         latest: dict = {}
@@ -167,7 +228,7 @@ def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None
                 os.replace(tmp, best)
 
         result = fit(model, data, cfg, on_epoch=on_epoch, save=save, resume=state)
-        metrics = metrics_of(result.history, result.seconds)
+        metrics = metrics_of(result.history, result.seconds, result.cpu_seconds)
         if info.is_main:
             if "state" in latest:  # final metrics (with time) into the last checkpoint
                 save_checkpoint(last, model, arch=arch, kwargs=kwargs,
@@ -223,4 +284,5 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
 
     return run_demo(args.out, recipes=args.recipes, epochs=args.epochs,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, data=args.data, reuse=args.reuse,
+                    fresh=True if args.fresh else None)

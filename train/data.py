@@ -1,13 +1,16 @@
 """Data sets that work offline. scikit-learn's bundled digits (1797 8x8 images) is the
 default; MNIST, Fashion-MNIST (IDX files) and CIFAR-10 (python pickles) are read from a local
-folder named in the recipe (``data: {name: mnist, kwargs: {root: /path}}``). Every loader
-returns float32 NCHW tensors and int64 labels."""
+folder named in the recipe (``data: {name: mnist, kwargs: {root: /path}}``). Fashion-MNIST
+also looks in the usual places when no root is given (see ``fashion_mnist_dirs``). Every
+loader returns float32 NCHW tensors and int64 labels. Data set names accept ``-`` for ``_``
+(``fashion-mnist`` is ``fashion_mnist``)."""
 from __future__ import annotations
 
 import gzip
 import os
 import pickle
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,12 +72,21 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """One IDX file (gzipped or raw): magic 0x0000, dtype code, ndim, big-endian int32 dims,
     then the data. Validates the header and the payload size."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as f:
+        with open(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+    except OSError as e:
         raise DataError(f"{path}: cannot read IDX file: {e}") from None
+    # gzip by content (1f 8b), not by name: a renamed or already-unpacked file still reads.
+    # A ".gz" name on something else is an error rather than a guess.
+    if raw[:2] == b"\x1f\x8b" or path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except EOFError:
+            raise DataError(f"{path}: cannot read IDX file: truncated gzip stream (an "
+                            f"interrupted download? fetch the file again)") from None
+        except (OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+            raise DataError(f"{path}: cannot read IDX file: corrupt gzip data ({e})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
     ndim = raw[3]
@@ -144,10 +156,74 @@ def _load_idx(name: str, root, train_limit, test_limit) -> Dataset:
                    10, (1, *xtr.shape[1:]))
 
 
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's package
+FASHION_MNIST_HOW_TO_GET = (
+    "install Debian's package (`apt-get install dataset-fashion-mnist`, files in "
+    f"{FASHION_MNIST_SYSTEM_DIR}), or download the four files "
+    f"{', '.join(n + '.gz' for n in FASHION_MNIST_FILES)} from "
+    "https://github.com/zalandoresearch/fashion-mnist (data/fashion) into one of those "
+    "folders, or pass data.kwargs.root")
+
+
+def fashion_mnist_dirs() -> list[Path]:
+    """Where Fashion-MNIST is looked for when no root is given, first match wins:
+    $STEPORT_DATA/fashion-mnist, $STEPORT_DATA, the user cache
+    (${XDG_CACHE_HOME:-~/.cache}/steport/fashion-mnist), then Debian's
+    /usr/share/datasets/fashion-mnist."""
+    dirs = []
+    if os.environ.get("STEPORT_DATA"):
+        base = Path(os.path.expanduser(os.environ["STEPORT_DATA"]))
+        dirs += [base / "fashion-mnist", base]
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    dirs += [Path(cache) / "steport" / "fashion-mnist", FASHION_MNIST_SYSTEM_DIR]
+    return dirs
+
+
+def _has_idx_set(d: Path) -> bool:
+    return all((d / n).is_file() or (d / f"{n}.gz").is_file() for n in FASHION_MNIST_FILES)
+
+
+def find_fashion_mnist(root: str | os.PathLike | None = None) -> Path:
+    """The folder holding the Fashion-MNIST files: ``root`` when given (it must exist),
+    else the first of ``fashion_mnist_dirs()`` holding all four files. Missing files raise a
+    DataError that says how to get them."""
+    if root is not None:
+        p = _root(root, "fashion_mnist")
+        for n in FASHION_MNIST_FILES:  # same search as the loader, with the how-to on failure
+            try:
+                _find(p, n, "fashion_mnist")
+            except DataError as e:
+                raise DataError(f"{e}; to get the data: {FASHION_MNIST_HOW_TO_GET}") from None
+        return p
+    for d in fashion_mnist_dirs():
+        if _has_idx_set(d):
+            return d
+    raise DataError("fashion_mnist: the data set files were not found in "
+                    f"{', '.join(str(d) for d in fashion_mnist_dirs())}; to get them: "
+                    f"{FASHION_MNIST_HOW_TO_GET}")
+
+
+def fashion_mnist_available() -> bool:
+    try:
+        find_fashion_mnist()
+    except DataError:
+        return False
+    return True
+
+
 def load_fashion_mnist(root: str | os.PathLike | None = None, train_limit: int | None = None,
                        test_limit: int | None = None) -> Dataset:
-    """Fashion-MNIST: same IDX format and file names as MNIST."""
-    return _load_idx("fashion_mnist", root, train_limit, test_limit)
+    """Fashion-MNIST (60,000 train / 10,000 test 28x28 images, 10 classes): same IDX format
+    and file names as MNIST, pixels scaled to [0, 1]. Without ``root`` it is looked for in
+    ``fashion_mnist_dirs()``."""
+    root = find_fashion_mnist(root)
+    d = _load_idx("fashion_mnist", root, train_limit, test_limit)
+    if d.input_shape != (1, 28, 28):  # MNIST-format files of another data set
+        raise DataError(f"fashion_mnist: images in {root} are {d.input_shape[1]}x"
+                        f"{d.input_shape[2]}, Fashion-MNIST's are 28x28")
+    return d
 
 
 # ---- CIFAR-10 (python version) -------------------------------------------------------------
@@ -207,9 +283,15 @@ def dataset_names() -> list[str]:
     return sorted(_LOADERS)
 
 
+def canonical_dataset_name(name) -> str:
+    """``fashion-mnist`` -> ``fashion_mnist`` (the spelling of the data set's own docs is
+    accepted everywhere a data set is named); other values unchanged."""
+    return name.replace("-", "_") if isinstance(name, str) else name
+
+
 def load_dataset(name: str, **kwargs) -> Dataset:
     try:
-        fn = _LOADERS[name]
+        fn = _LOADERS[canonical_dataset_name(name)]
     except KeyError:
         raise DataError(f"unknown dataset {name!r}; known: {dataset_names()}") from None
     try:

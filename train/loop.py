@@ -87,6 +87,7 @@ class FitResult:
     test_accuracy: float = 0.0
     best_accuracy: float = 0.0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of this process (all its threads) while fitting
 
 
 @torch.no_grad()
@@ -201,7 +202,10 @@ def fit(model: nn.Module, data: Dataset, cfg: FitConfig,
             start = int(resume["epoch"])
             result.history = list(resume.get("history", []))
             best = float(resume.get("best_accuracy", -1.0))
-        t0 = time.perf_counter()
+        # layers with a weight constraint (e.g. binary latent-weight clipping) apply it after
+        # every optimizer step, as Keras/Larq kernel constraints do
+        constrained = [m for m in model.modules() if hasattr(m, "apply_constraints")]
+        t0, cpu0 = time.perf_counter(), time.process_time()
         n = len(data.train)
         comm = _comm_device(device, info)
         for epoch in range(start, cfg.epochs):
@@ -224,6 +228,8 @@ def fit(model: nn.Module, data: Dataset, cfg: FitConfig,
                     info.world_size / len(gidx))
                 loss.backward()
                 opt.step()
+                for m in constrained:
+                    m.apply_constraints()
                 total += len(idx)
                 correct += (out.argmax(1) == yb).sum().item()
                 loss_sum += loss.item() * len(gidx) / info.world_size
@@ -254,4 +260,5 @@ def fit(model: nn.Module, data: Dataset, cfg: FitConfig,
                                 else evaluate(model, data.test, device=device, info=info))
         result.best_accuracy = max(best, result.test_accuracy)
         result.seconds = time.perf_counter() - t0
+        result.cpu_seconds = time.process_time() - cpu0
     return result

@@ -30,11 +30,23 @@ def _export_error(msg: str):
 class _BinaryBase(nn.Module):
     """Shared scale/bias handling and the export switch."""
 
-    def _init_common(self, out_ch: int, bias: bool, weight_scale: bool, act_scale: bool):
+    def _init_common(self, out_ch: int, bias: bool, weight_scale: bool, act_scale: bool,
+                     latent_clip: float | None = None):
+        if latent_clip is not None and not latent_clip > 0:
+            raise ValueError(f"latent_clip must be positive or None, got {latent_clip!r}")
+        self.latent_clip = latent_clip
         self.weight_scale, self.act_scale_on = weight_scale, act_scale
         self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
         self.act_scale = nn.Parameter(torch.ones(())) if act_scale else None
         self._deploy = False
+
+    @torch.no_grad()
+    def apply_constraints(self) -> None:
+        """Larq's ``weight_clip`` constraint: clamp the latent weights to [-c, c] after each
+        optimizer step (the training loop calls this). Without it a latent weight that
+        drifts past 1 gets no STE gradient (1[|w| <= 1]) and can never flip sign again."""
+        if self.latent_clip is not None:
+            self.weight.clamp_(-self.latent_clip, self.latent_clip)
 
     def _scale(self) -> torch.Tensor | None:
         """The folded per-output-channel scale, or None."""
@@ -71,11 +83,12 @@ class BinaryLinear(_BinaryBase):
     """y = F.linear(sign(x), sign(W)) * scale + bias (scale/bias optional)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False,
-                 weight_scale: bool = False, act_scale: bool = False):
+                 weight_scale: bool = False, act_scale: bool = False,
+                 latent_clip: float | None = None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features).uniform_(-1, 1) * 0.1)
-        self._init_common(out_features, bias, weight_scale, act_scale)
+        self._init_common(out_features, bias, weight_scale, act_scale, latent_clip)
 
     def _pack(self) -> torch.Tensor:
         return pack_signs(self.weight)
@@ -104,7 +117,8 @@ class BinaryConv2d(_BinaryBase):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = False, pad_value: int = 0,
-                 weight_scale: bool = False, act_scale: bool = False):
+                 weight_scale: bool = False, act_scale: bool = False,
+                 latent_clip: float | None = None):
         super().__init__()
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"groups={groups} must divide in_channels={in_channels} and "
@@ -121,7 +135,7 @@ class BinaryConv2d(_BinaryBase):
         kh, kw = self.kernel_size
         self.weight = nn.Parameter(
             torch.empty(out_channels, in_channels // groups, kh, kw).uniform_(-1, 1) * 0.1)
-        self._init_common(out_channels, bias, weight_scale, act_scale)
+        self._init_common(out_channels, bias, weight_scale, act_scale, latent_clip)
 
     def _pack(self) -> torch.Tensor:
         return pack_conv_weight(self.weight)

@@ -25,3 +25,19 @@ def approx_cnn(in_channels: int = 1, num_classes: int = 10, width: int = 16,
         nn.MaxPool2d(2),
         *conv2, nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
         ApproxLinear(2 * width * 4, num_classes, **kw))
+
+
+@register_model("approx_lut_cnn28")
+def approx_lut_cnn28(in_channels: int = 1, num_classes: int = 10, width: int = 64,
+                     image_size: int = 28, multiplier=None, mode: str = "lut",
+                     per_channel: bool = True, act_range: str = "observed") -> nn.Module:
+    """The 28x28 CNN (models/backbones.py) with every conv and the classifier on an 8x8
+    LUT multiplier (``multiplier`` as in approx_cnn; None = exact product)."""
+    from .backbones import Layers, cnn28
+
+    kw = dict(multiplier=multiplier, mode=mode, per_channel=per_channel, act_range=act_range)
+    layers = Layers(
+        conv=lambda cin, cout, first: ApproxConv2d(cin, cout, 3, padding=1, bias=False, **kw),
+        linear=lambda fin, fout, last: ApproxLinear(fin, fout, bias=last, **kw),
+        act=lambda channels: nn.ReLU())
+    return cnn28(layers, in_channels, num_classes, width, image_size)

@@ -39,19 +39,23 @@ def binary_cnn(in_channels: int = 1, num_classes: int = 10, width: int = 32,
         nn.Linear(2 * width * side * side, num_classes))
 
 
-def _binary_layers(weight_scale: bool, act_scale: bool, pad_value: int) -> Layers:
+def _binary_layers(weight_scale: bool, act_scale: bool, pad_value: int,
+                   latent_clip: float | None = None) -> Layers:
     """Binary inner layers, float first conv and last linear (the BN before each binary layer
-    centres what sign() sees; the binary layers binarize their own inputs)."""
+    centres what sign() sees; the binary layers binarize their own inputs). ``latent_clip``:
+    Larq's weight_clip, latent weights clamped to [-c, c] after each optimizer step."""
     def conv(cin: int, cout: int, first: bool) -> nn.Module:
         if first:
             return float_conv(cin, cout, first)
         return BinaryConv2d(cin, cout, 3, padding=1, pad_value=pad_value,
-                            weight_scale=weight_scale, act_scale=act_scale)
+                            weight_scale=weight_scale, act_scale=act_scale,
+                            latent_clip=latent_clip)
 
     def linear(fin: int, fout: int, last: bool) -> nn.Module:
         if last:
             return float_linear(fin, fout, last)
-        return BinaryLinear(fin, fout, weight_scale=weight_scale, act_scale=act_scale)
+        return BinaryLinear(fin, fout, weight_scale=weight_scale, act_scale=act_scale,
+                            latent_clip=latent_clip)
 
     return Layers(conv=conv, linear=linear, act=lambda channels: nn.Identity())
 
@@ -68,7 +72,7 @@ def binary_vgg_small(in_channels: int = 3, num_classes: int = 10, width: int = 1
 @register_model("binary_cnn28")
 def binary_cnn28(in_channels: int = 1, num_classes: int = 10, width: int = 64,
                  image_size: int = 28, weight_scale: bool = True, act_scale: bool = False,
-                 pad_value: int = 0) -> nn.Module:
+                 pad_value: int = 0, latent_clip: float | None = None) -> nn.Module:
     """The 28x28 CNN (models/backbones.py) with binary inner convs."""
-    return cnn28(_binary_layers(weight_scale, act_scale, pad_value), in_channels, num_classes,
-                 width, image_size)
+    return cnn28(_binary_layers(weight_scale, act_scale, pad_value, latent_clip), in_channels,
+                 num_classes, width, image_size)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 _HERE = Path(__file__).resolve().parent
-_TOP_KEYS = {"name", "family", "model", "data", "train", "export", "description"}
+_TOP_KEYS = {"name", "family", "model", "data", "train", "export", "description", "init_from"}
 _MODEL_KEYS = {"arch", "kwargs"}
 _DATA_KEYS = {"name", "kwargs"}
 
@@ -42,7 +42,7 @@ def _unknown(where: str, got: dict, allowed: set[str]) -> None:
 def load_recipe(name_or_path: str | os.PathLike) -> dict[str, Any]:
     import yaml
 
-    from ..data import dataset_names
+    from ..data import canonical_dataset_name, dataset_names
     from ..loop import FitConfig
     from ..models import model_names
 
@@ -62,7 +62,8 @@ def load_recipe(name_or_path: str | os.PathLike) -> dict[str, Any]:
     if r["model"].get("arch") not in model_names():
         raise RecipeError(f"{path}: unknown model arch {r['model'].get('arch')!r}; "
                           f"known: {model_names()}")
-    if r["data"].get("name") not in dataset_names():
+    r["data"]["name"] = canonical_dataset_name(r["data"].get("name"))
+    if r["data"]["name"] not in dataset_names():
         raise RecipeError(f"{path}: unknown dataset {r['data'].get('name')!r}; "
                           f"known: {dataset_names()}")
     for sec in ("model", "data"):
@@ -79,6 +80,9 @@ def load_recipe(name_or_path: str | os.PathLike) -> dict[str, Any]:
     except ValueError as e:
         raise RecipeError(f"{path}: {e}") from None
     r["train"] = train
+    init = r.get("init_from")
+    if init is not None and (not isinstance(init, str) or not init):
+        raise RecipeError(f"{path}: init_from must be a recipe name or a checkpoint path")
     r.setdefault("name", path.stem)
     if not isinstance(r["name"], str) or not r["name"] or "/" in r["name"]:
         raise RecipeError(f"{path}: name must be a non-empty string without '/'")
