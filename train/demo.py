@@ -380,7 +380,8 @@ def run_recipe(name: str, out: Path, epochs: int | None, progress: bool,
             row.update(init_from=recipe["init_from"], init_accuracy=metrics["init_accuracy"])
         row["status"] = "export"
         onnx_path = out / f"{recipe['name']}.onnx"
-        export_checkpoint(str(ckpt), str(onnx_path))
+        export_checkpoint(str(ckpt), str(onnx_path),
+                          integer=bool(recipe.get("export", {}).get("integer")))
         row["onnx_bytes"] = onnx_path.stat().st_size
         row["status"] = "verify"
         report = verify(onnx_path, ckpt, batch=128)

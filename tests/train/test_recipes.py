@@ -31,6 +31,8 @@ def test_builtin_recipes_load():
 def test_good_recipe(tmp_path):
     r = load_recipe(write(tmp_path, GOOD))
     assert r["model"]["kwargs"] == {"width": 4} and r["data"]["kwargs"] == {}
+    assert r["export"] == {}
+    assert load_recipe("pact_cnn")["export"] == {"integer": True}
 
 
 @pytest.mark.parametrize("text, match", [
@@ -43,6 +45,9 @@ def test_good_recipe(tmp_path):
     (GOOD.replace("digits", "imagenet"), "unknown dataset 'imagenet'"),
     (GOOD.replace("epochs: 1", "epochs: 0"), "train.epochs must be a positive int"),
     (GOOD.replace("epochs: 1", "optimizer: lion"), "unknown train.optimizer 'lion'"),
+    (GOOD + "export: {integer: yes please}\n", "export.integer must be true or false"),
+    (GOOD + "export: {opset: 21}\n", r"unknown key\(s\) \['opset'\] in .* export"),
+    (GOOD + "export: [integer]\n", "'export' must be a mapping"),
     ("[1, 2]", "a recipe is a mapping"),
     ("model: {arch: [", "not valid YAML"),
 ])

@@ -11,6 +11,9 @@ _HERE = Path(__file__).resolve().parent
 _TOP_KEYS = {"name", "family", "model", "data", "train", "export", "description", "init_from"}
 _MODEL_KEYS = {"arch", "kwargs"}
 _DATA_KEYS = {"name", "kwargs"}
+# export.integer: deploy as a standard-ONNX integer network (QLinearConv/QGemm; docs/ops.md
+# "Integer models") instead of float layers with custom-domain quantizer nodes
+_EXPORT_KEYS = {"integer"}
 
 
 class RecipeError(ValueError):
@@ -59,6 +62,13 @@ def load_recipe(name_or_path: str | os.PathLike) -> dict[str, Any]:
             raise RecipeError(f"{path}: '{key}' section is required")
     _unknown(f"{path} model", r["model"], _MODEL_KEYS)
     _unknown(f"{path} data", r["data"], _DATA_KEYS)
+    export = r.setdefault("export", {}) or {}
+    if not isinstance(export, dict):
+        raise RecipeError(f"{path}: 'export' must be a mapping")
+    _unknown(f"{path} export", export, _EXPORT_KEYS)
+    if not isinstance(export.get("integer", False), bool):
+        raise RecipeError(f"{path}: export.integer must be true or false")
+    r["export"] = export
     if r["model"].get("arch") not in model_names():
         raise RecipeError(f"{path}: unknown model arch {r['model'].get('arch')!r}; "
                           f"known: {model_names()}")
