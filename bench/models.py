@@ -55,6 +55,12 @@ class Variant:
 # train/models/<family>.py from models/backbones.py; add a line here for a new one.
 VARIANTS: list[Variant] = [
     Variant("binary", {"vgg_small": "binary_vgg_small", "cnn28": "binary_cnn28"}),
+    # approx: exact LUT, a separable one (DRUM k=4: f(a) * g(b)) and a general one (Mitchell)
+    Variant("approx-exact", {"vgg_small": "approx_vgg_small", "cnn28": "approx_cnn28"}),
+    Variant("approx-drum_k4", {"vgg_small": "approx_vgg_small", "cnn28": "approx_cnn28"},
+            {"multiplier": "drum_k4"}),
+    Variant("approx-mitchell", {"vgg_small": "approx_vgg_small", "cnn28": "approx_cnn28"},
+            {"multiplier": "mitchell"}),
 ]
 
 BATCHES = (1, 16)

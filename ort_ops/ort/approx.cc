@@ -73,6 +73,29 @@ class LutCache {
   std::shared_ptr<const approx::Prepared> cur_;
 };
 
+// Packed weights of a node whose weight input is a constant initializer: built on the first
+// Compute (they depend on the LUT's preparation) and reused while the preparation is the same.
+template <typename Packed>
+class WeightCache {
+ public:
+  void Init(const OrtKernelInfo* info, size_t index) { constant_ = ConstantInput(info, index).has_value(); }
+  // -> the cached pack, or null when the weights are not constant (the caller packs per call).
+  template <typename Make>
+  std::shared_ptr<const Packed> Get(const approx::Prepared* prep, const void* data, const Make& make) {
+    if (!constant_) return nullptr;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!packed_ || prep_ != prep || data_ != data) packed_ = make(), prep_ = prep, data_ = data;
+    return packed_;
+  }
+
+ private:
+  std::mutex mu_;
+  bool constant_ = false;
+  const approx::Prepared* prep_ = nullptr;
+  const void* data_ = nullptr;
+  std::shared_ptr<const Packed> packed_;
+};
+
 approx::ParFn OrtPar(Ort::KernelContext& ctx) {
   return [&ctx](int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
     ParallelFor(ctx, n, grain, fn);
@@ -83,7 +106,11 @@ approx::ParFn OrtPar(Ort::KernelContext& ctx) {
 struct MatMulCpu {
   Isa isa;
   LutCache cache;
-  explicit MatMulCpu(const OrtKernelInfo* info) : isa(SelectIsa()) { cache.PrepareConstant(info, 2); }
+  WeightCache<approx::MatMulWeights> weights;
+  explicit MatMulCpu(const OrtKernelInfo* info) : isa(SelectIsa()) {
+    cache.PrepareConstant(info, 2);
+    weights.Init(info, 1);
+  }
 
   void Compute(Ort::KernelContext& ctx) {
     InputView a = GetInput(ctx, 0, "A");
@@ -104,7 +131,9 @@ struct MatMulCpu {
     if (M == 0 || N == 0) return;
     if (K == 0) { std::fill(y, y + M * N, 0); return; }
     auto prep = cache.Get(lut);
-    approx::MatMul(*prep, isa, a.data<uint8_t>(), M, K, b.data<int8_t>(), N, zp, y, OrtPar(ctx));
+    const int8_t* bp = b.data<int8_t>();
+    auto pw = weights.Get(prep.get(), bp, [&] { return approx::PackMatMulWeights(*prep, isa, bp, K, N); });
+    approx::MatMul(*prep, isa, a.data<uint8_t>(), M, K, bp, N, zp, y, OrtPar(ctx), pw.get());
   }
 };
 
@@ -112,6 +141,7 @@ struct MatMulCpu {
 struct ConvCpu {
   Isa isa;
   LutCache cache;
+  WeightCache<approx::ConvWeights> weights;
   int64_t sh, sw, pt, pl, pb, pr, dh, dw, group;
 
   explicit ConvCpu(const OrtKernelInfo* info) : isa(SelectIsa()) {
@@ -128,6 +158,7 @@ struct ConvCpu {
     group = AttrIntIn(info, "group", spec_conv::kGroupMin, spec_conv::kGroupMax,
                       spec_conv::kGroupDefault);
     cache.PrepareConstant(info, 2);
+    weights.Init(info, 1);
   }
 
   void Compute(Ort::KernelContext& ctx) {
@@ -154,7 +185,10 @@ struct ConvCpu {
     auto prep = cache.Get(lut);
     const approx::ConvShape s{NB, C, H, Wd, Co, Cg, KH, KW, sh, sw, pt, pl, pb, pr, dh, dw,
                               group, OH, OW};
-    approx::Conv(*prep, isa, s, x.data<uint8_t>(), w.data<int8_t>(), zp, y, OrtPar(ctx));
+    const int8_t* wp = w.data<int8_t>();
+    // A constant W has one shape: the pack made for the first call fits every call.
+    auto pw = weights.Get(prep.get(), wp, [&] { return approx::PackConvWeights(*prep, isa, s, wp); });
+    approx::Conv(*prep, isa, s, x.data<uint8_t>(), wp, zp, y, OrtPar(ctx), pw.get());
   }
 };
 

@@ -87,7 +87,13 @@ struct Sep8TProblem {
   const int32_t* corr;  // may be null
   int32_t* y;           // y[n * ldy_n + l]
   int64_t ldy_n;
+  // 0: aq as above. Else aq is blocked in panels of 64 lanes, `panel` bytes apart (>= Kp * 64):
+  // lanes [64t, 64t + 64) of quad k at aq + t * panel + (k * 64 + l % 64) * 4. One panel is
+  // read sequentially (not at a 4 * ld_l stride, which aliases cache sets).
+  int64_t panel = 0;
 };
+// Lane panels outer, output channels inner: a panel stays in cache while every channel of
+// [n_begin, n_end) uses it.
 void Sep8TGemmVnni(const Sep8TProblem& p, int64_t n_begin, int64_t n_end);
 // out[(k / 4) * Lp * 4 + l * 4 + k % 4] = rows[k * ld + l] for k < K (0 for K <= k < Kp),
 // l < Lp; Lp a multiple of 16 (rows readable up to Lp). SSE2 only (kept with its users).

@@ -159,42 +159,76 @@ void ColumnCorrection(int32_t zp, int64_t K, int64_t N, Idx w, int32_t* corr) {
 }
 
 
-// Packed operands of an exact separable GEMM Y[m, n] = sum_k F(m, k) * G(k, n) - corr[n]:
-// u8 x s8 quads for the VNNI kernel when the factors are narrow, else int16 pairs.
-struct SepPack {
+}  // namespace
+
+// The weight side of an exact separable GEMM Y[m, n] = sum_k F(m, k) * G(k, n) - corr[n]:
+// u8 x s8 quads for the VNNI kernel when the factors are narrow, else int16 pairs. Built once
+// per call, or once per kernel when the weights are constant (MatMulWeights).
+struct SepB {
   bool narrow = false, amx = false;
+  int64_t K = 0, N = 0, Kp = 0, ldg = 0;
+  std::vector<int8_t> gb8;
+  std::vector<int16_t> gb16;
+};
+
+namespace {
+// `bq`: when not null (VBMI machines), G(k, n) == int8(gmap[bq[k * N + n]]) (gmap null:
+// identity); B is then mapped and quad-interleaved 64 / 16 bytes at a time.
+// `use_amx`: pad for Sep8GemmAmx (K to 64, columns to 32).
+template <typename G>
+std::shared_ptr<SepB> MakeSepB(bool use8, bool use_amx, const G& g, int64_t K, int64_t N,
+                               const uint8_t* bq = nullptr, const uint8_t* gmap = nullptr) {
+  auto sb = std::make_shared<SepB>();
+  sb->narrow = use8, sb->amx = use8 && use_amx, sb->K = K, sb->N = N;
+  if (sb->narrow) {
+    const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), sb->amx ? 64 : 4);
+    const int64_t ldg = sb->amx ? RoundUp(std::max<int64_t>(N, 1), 32)
+                                : bq ? RoundUp(std::max<int64_t>(N, 1), 16) : N;
+    sb->Kp = Kp, sb->ldg = ldg;
+    sb->gb8.assign(Kp * ldg, 0);
+    if (bq) {
+      std::vector<uint8_t> bm(K * ldg, 0);
+      for (int64_t k = 0; k < K; ++k) {
+        if (gmap) MapBytesVbmi(gmap, bq + k * N, N, &bm[k * ldg]);
+        else std::memcpy(&bm[k * ldg], bq + k * N, N);
+      }
+      InterleaveQuads(bm.data(), ldg, K, Kp, ldg, reinterpret_cast<uint8_t*>(sb->gb8.data()));
+    } else {
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t n = 0; n < N; ++n)
+          sb->gb8[((k >> 2) * ldg + n) * 4 + (k & 3)] = static_cast<int8_t>(g(k, n));
+    }
+  } else {
+    const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), 2);
+    sb->Kp = Kp, sb->ldg = N;
+    sb->gb16.assign(Kp * N, 0);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n)
+        sb->gb16[((k >> 1) * N + n) * 2 + (k & 1)] = static_cast<int16_t>(g(k, n));
+  }
+  return sb;
+}
+
+// The activation side, packed per call, plus the problem over a SepB.
+struct SepPack {
+  const SepB& B;
   SepFn fn16 = nullptr;
   std::vector<uint8_t> fa8;
-  std::vector<int8_t> gb8;
-  std::vector<int16_t> fa16, gb16;
+  std::vector<int16_t> fa16;
   Sep8Problem p8{};
   SepProblem p16{};
 
   // `rows`: when not null, F(m, k) == map[rows[m * K + k]] (u8 codes, map null: identity,
   // then used in place when K is a multiple of 4); rows are copied/mapped 64 bytes at a time.
-  // `bq`: when not null (VBMI machines), G(k, n) == int8(gmap[bq[k * N + n]]) (gmap null:
-  // identity); B is then mapped and quad-interleaved 64 / 16 bytes at a time.
-  // `use_amx`: pad for Sep8GemmAmx (K to 64, rows and columns to 32); rows run in 32s.
-  template <typename F, typename G>
-  SepPack(bool use8, bool use_amx, SepFn fn, const F& f, const G& g, int64_t M, int64_t K,
-          int64_t N, const int32_t* corr, int32_t* y, int64_t ldy_m, int64_t ldy_n,
-          const uint8_t* rows = nullptr, const uint8_t* map = nullptr,
-          const uint8_t* bq = nullptr, const uint8_t* gmap = nullptr)
-      : narrow(use8), amx(use8 && use_amx), fn16(fn) {
-    if (narrow) {
-      const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), amx ? 64 : 4);
-      const int64_t Mp = amx ? RoundUp(M, 32) : M;
-      const int64_t ldg = amx ? RoundUp(std::max<int64_t>(N, 1), 32)
-                              : bq ? RoundUp(std::max<int64_t>(N, 1), 16) : N;
-      gb8.assign(Kp * ldg, 0);
-      if (bq) {
-        std::vector<uint8_t> bm(K * ldg, 0);
-        for (int64_t k = 0; k < K; ++k) {
-          if (gmap) MapBytesVbmi(gmap, bq + k * N, N, &bm[k * ldg]);
-          else std::memcpy(&bm[k * ldg], bq + k * N, N);
-        }
-        InterleaveQuads(bm.data(), ldg, K, Kp, ldg, reinterpret_cast<uint8_t*>(gb8.data()));
-      }
+  // With AMX, rows run in 32s (padded).
+  template <typename F>
+  SepPack(const SepB& b, SepFn fn, const F& f, int64_t M, const int32_t* corr, int32_t* y,
+          int64_t ldy_m, int64_t ldy_n, const uint8_t* rows = nullptr,
+          const uint8_t* map = nullptr)
+      : B(b), fn16(fn) {
+    const int64_t K = B.K, N = B.N, Kp = B.Kp;
+    if (B.narrow) {
+      const int64_t Mp = B.amx ? RoundUp(M, 32) : M;
       const uint8_t* fa = rows;
       if (!rows || Kp != K || map || Mp != M) {
         fa8.assign(Mp * Kp, 0);
@@ -208,32 +242,23 @@ struct SepPack {
         }
         fa = fa8.data();
       }
-      if (!bq)
-        for (int64_t k = 0; k < K; ++k)
-          for (int64_t n = 0; n < N; ++n)
-            gb8[((k >> 2) * ldg + n) * 4 + (k & 3)] = static_cast<int8_t>(g(k, n));
-      p8 = {fa, Kp, gb8.data(), N, ldg, corr, y, ldy_m, ldy_n};
+      p8 = {fa, Kp, B.gb8.data(), N, B.ldg, corr, y, ldy_m, ldy_n};
     } else {
-      const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), 2);
       fa16.assign(M * Kp, 0);
-      gb16.assign(Kp * N, 0);
       for (int64_t m = 0; m < M; ++m)
         for (int64_t k = 0; k < K; ++k) fa16[m * Kp + k] = static_cast<int16_t>(f(m, k));
-      for (int64_t k = 0; k < K; ++k)
-        for (int64_t n = 0; n < N; ++n)
-          gb16[((k >> 1) * N + n) * 2 + (k & 1)] = static_cast<int16_t>(g(k, n));
-      p16 = {fa16.data(), Kp, gb16.data(), N, corr, y, ldy_m, ldy_n};
+      p16 = {fa16.data(), Kp, B.gb16.data(), N, corr, y, ldy_m, ldy_n};
     }
   }
-  int64_t RowUnit() const { return amx ? 32 : 4; }  // row ranges must start at multiples
+  int64_t RowUnit() const { return B.amx ? 32 : 4; }  // row ranges must start at multiples
   void Run(int64_t m0, int64_t m1) const {
-    if (amx) Sep8GemmAmx(p8, m0, m1);
-    else if (narrow) Sep8GemmVnni(p8, m0, m1);
+    if (B.amx) Sep8GemmAmx(p8, m0, m1);
+    else if (B.narrow) Sep8GemmVnni(p8, m0, m1);
     else fn16(p16, m0, m1);
   }
-  void RunAll(int64_t M, int64_t K, int64_t N, const ParFn& par) const {
+  void RunAll(int64_t M, const ParFn& par) const {
     const int64_t u = RowUnit();
-    par((M + u - 1) / u, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, K * N * u / 4)),
+    par((M + u - 1) / u, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, B.K * B.N * u / 4)),
         [&](int64_t b0, int64_t b1) { Run(b0 * u, std::min(M, b1 * u)); });
   }
 };
@@ -243,29 +268,40 @@ struct SepPack {
 struct GemmRunner {
   const Prepared& prep;
   Kernels k;
+  bool k_isa_sep;  // the separable path is used (not on the portable ISA)
 
-  // Separable: Y = f(A) . g(B) exactly.
+  // The weight side the Sep / General paths need (null when General needs none).
+  std::shared_ptr<SepB> PackB(const uint8_t* b, int64_t K, int64_t N) const {
+    if (prep.sep.ok && k_isa_sep) {
+      const bool narrow = k.sep8 && prep.sep_narrow;
+      const int16_t* g = narrow ? prep.g8.data() : prep.sep.g.data();
+      return MakeSepB(narrow, k.amx, [&](int64_t kk, int64_t n) { return g[b[kk * N + n]]; }, K,
+                      N, k.vbmi ? b : nullptr, prep.g8u.data());
+    }
+    if (k.planes && prep.base_exact)  // base f(a) = a, g(b) = int8(b)
+      return MakeSepB(k.sep8, k.amx, [&](int64_t kk, int64_t n) { return int8_t(b[kk * N + n]); },
+                      K, N, k.vbmi ? b : nullptr, nullptr);
+    return nullptr;
+  }
+
+  // Separable: Y = f(A) . g(B) exactly (sb from PackB).
   // `rows`: the codes row-major [M][K] when the caller has them (matmul), else null.
   template <typename A>
-  void Sep(const A& a, int64_t M, int64_t K, const uint8_t* b, int64_t N, const int32_t* corr,
-           int32_t* y, int64_t ldy_m, int64_t ldy_n, const ParFn& par,
-           const uint8_t* rows = nullptr) const {
-    const bool narrow = k.sep8 && prep.sep_narrow;
+  void Sep(const SepB& sb, const A& a, int64_t M, const int32_t* corr, int32_t* y, int64_t ldy_m,
+           int64_t ldy_n, const ParFn& par, const uint8_t* rows = nullptr) const {
+    const bool narrow = sb.narrow;
     const int16_t* f = narrow ? prep.f8.data() : prep.sep.f.data();
-    const int16_t* g = narrow ? prep.g8.data() : prep.sep.g.data();
-    const SepPack sp(narrow, k.amx, k.sep, [&](int64_t m, int64_t kk) { return f[a(m, kk)]; },
-                     [&](int64_t kk, int64_t n) { return g[b[kk * N + n]]; }, M, K, N, corr, y,
+    const SepPack sp(sb, k.sep, [&](int64_t m, int64_t kk) { return f[a(m, kk)]; }, M, corr, y,
                      ldy_m, ldy_n, narrow && (prep.f8_identity || k.vbmi) ? rows : nullptr,
-                     prep.f8_identity ? nullptr : prep.f8u.data(), k.vbmi ? b : nullptr,
-                     prep.g8u.data());
-    sp.RunAll(M, K, N, par);
+                     prep.f8_identity ? nullptr : prep.f8u.data());
+    sp.RunAll(M, par);
   }
 
   // General LUT: gather GEMM, or (k.planes) the exact-product base as a separable GEMM plus
-  // the byte-plane GEMM of the remainder, both per block of kMBlock rows.
-  void General(const uint8_t* at, int64_t ld_at, int64_t M, int64_t K, const uint8_t* b,
-               int64_t N, const int32_t* corr, int32_t* y, int64_t ldy_m, int64_t ldy_n,
-               const ParFn& par, const uint8_t* rows = nullptr) const {
+  // the byte-plane GEMM of the remainder, both per block of kMBlock rows. `sb`: PackB's.
+  void General(const SepB* sb, const uint8_t* at, int64_t ld_at, int64_t M, int64_t K,
+               const uint8_t* b, int64_t N, const int32_t* corr, int32_t* y, int64_t ldy_m,
+               int64_t ldy_n, const ParFn& par, const uint8_t* rows = nullptr) const {
     const int64_t blocks = (M + kMBlock - 1) / kMBlock;
     const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, K * N));
     if (!k.planes) {
@@ -275,11 +311,11 @@ struct GemmRunner {
       });
     }
     const bool base = prep.base_exact;
-    // Base f(a) = a, g(b) = int8(b); packed only when used.
-    const SepPack sp(k.sep8, k.amx, k.sep, [&](int64_t m, int64_t kk) { return at[kk * ld_at + m]; },
-                     [&](int64_t kk, int64_t n) { return int8_t(b[kk * N + n]); }, base ? M : 0,
-                     K, N, corr, y, ldy_m, ldy_n, rows, nullptr, k.vbmi ? b : nullptr, nullptr);
-    if (base) sp.RunAll(M, K, N, par);
+    if (base) {
+      const SepPack sp(*sb, k.sep, [&](int64_t m, int64_t kk) { return at[kk * ld_at + m]; }, M,
+                       corr, y, ldy_m, ldy_n, rows, nullptr);
+      sp.RunAll(M, par);
+    }
     Planes(at, ld_at, M, K, b, N, base ? nullptr : corr, base, y, ldy_m, ldy_n, par);
   }
 
@@ -388,39 +424,29 @@ void Depthwise(const Kernels& kern, const Prepared& prep, const ConvShape& s, co
 // im2col scratch per block of output rows: about this many bytes (at least one row).
 constexpr int64_t kColsBudget = int64_t(4) << 20;
 
+bool IsDepthwise(const ConvShape& s) { return s.group == s.C && s.Co == s.C && s.C > 1; }
+
+std::vector<int32_t> Correction(const std::vector<int32_t>& wsum, int32_t zp) {
+  std::vector<int32_t> corr(wsum.size());
+  for (size_t i = 0; i < wsum.size(); ++i)
+    corr[i] = static_cast<int32_t>(static_cast<uint32_t>(wsum[i]) * static_cast<uint32_t>(zp));
+  return corr;
+}
+
 // The conv over an output window whose rows/columns all touch the input (Conv handles the
 // all-padding border).
 void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* xp,
-              const int8_t* wp, int32_t zp, int32_t* y, const ParFn& par) {
+              const int8_t* wp, int32_t zp, int32_t* y, const ParFn& par, const ConvWeights& cw) {
   const Kernels kern = PickKernels(isa);
   const int64_t C = s.C, H = s.H, Wd = s.W, Co = s.Co, Cg = s.Cg, KH = s.KH, KW = s.KW;
   const int64_t OH = s.OH, OW = s.OW, group = s.group;
   const int64_t Og = Co / group, Kg = Cg * KH * KW, L = OH * OW;
   // corr[co] = zp * sum over the filter's taps (padded taps included: they are code zp).
-  std::vector<int32_t> corr(Co);
-  ColumnCorrection(zp, Kg, Co, [&](int64_t k, int64_t n) { return wp[n * Kg + k]; }, corr.data());
+  const std::vector<int32_t> corr = Correction(cw.wsum, zp);
+  if (IsDepthwise(s)) return Depthwise(kern, prep, s, xp, wp, corr, y, zp, par);
 
-  if (group == C && Co == C && C > 1) return Depthwise(kern, prep, s, xp, wp, corr, y, zp, par);
-
-  const bool sep = prep.sep.ok && isa != Isa::kPortable;
-  // VNNI + VBMI: the separable GEMM (or the exact base of a general LUT) runs transposed
-  // on 4-row interleaved columns, writing NCHW rows directly; no im2row copy.
-  const bool use_t8 = kern.sep8 && kern.vbmi && (sep ? prep.sep_narrow : kern.planes && prep.base_exact);
-  // Weights per group transposed to [Kg][Og] (uint8 view); not needed by the t8 separable path.
-  std::vector<uint8_t> bt(use_t8 && sep ? 0 : group * Kg * Og);
-  if (!bt.empty())
-    for (int64_t g = 0; g < group; ++g)
-      for (int64_t k = 0; k < Kg; ++k)
-        for (int64_t o = 0; o < Og; ++o)
-          bt[(g * Kg + k) * Og + o] = static_cast<uint8_t>(wp[(g * Og + o) * Kg + k]);
-  // t8 weights per group, [Og][Kp] int8 (mapped through g8 for a separable LUT).
+  const bool sep = cw.sep, use_t8 = cw.use_t8;
   const int64_t Kp = RoundUp(Kg, 4);
-  std::vector<int8_t> wq(use_t8 ? group * Og * Kp : 0, 0);
-  for (int64_t go = 0; use_t8 && go < group * Og; ++go)
-    for (int64_t k = 0; k < Kg; ++k) {
-      const int8_t wv = wp[go * Kg + k];
-      wq[go * Kp + k] = sep ? static_cast<int8_t>(prep.g8[static_cast<uint8_t>(wv)]) : wv;
-    }
   // Output rows per block: im2col of a block is Kg x (rows * OW) bytes.
   const int64_t rows_per_block =
       std::clamp<int64_t>(kColsBudget / std::max<int64_t>(1, Kg * OW), 1, OH);
@@ -463,26 +489,29 @@ void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* 
     uint8_t* cols = sc.cols.data();
     im2col(n, g, oh0, oh1, Lp, cols);
     int32_t* yg = y + (n * Co + g * Og) * L + oh0 * OW;  // channel stride L
-    const uint8_t* bg = bt.empty() ? nullptr : bt.data() + g * Kg * Og;
+    const uint8_t* bg = cw.bt.empty() ? nullptr : cw.bt.data() + g * Kg * Og;
     const int32_t* cg = corr.data() + g * Og;
     auto serial = [](int64_t cnt, int64_t, const std::function<void(int64_t, int64_t)>& fn) { fn(0, cnt); };
     const ParFn inner = inner_parallel ? par : ParFn(serial);
-    const GemmRunner run{prep, kern};
+    const GemmRunner run{prep, kern, isa != Isa::kPortable};
     if (use_t8) {
       if (sep && !prep.f8_identity)
         for (int64_t k = 0; k < Kg; ++k) MapBytesVbmi(prep.f8u.data(), cols + k * Lp, Lp, cols + k * Lp);
       uint8_t* aq = sc.aq.data();
-      InterleaveQuads(cols, Lp, Kg, Kp, Lp, aq);
-      const Sep8TProblem tp{aq, Lp, Kp, wq.data() + g * Og * Kp, Lb, Og, cg, yg, L};
+      // 64-lane panels, each contiguous (Sep8TProblem::panel)
+      for (int64_t l0 = 0; l0 < Lp; l0 += 64)
+        InterleaveQuads(cols + l0, Lp, Kg, Kp, 64, aq + (l0 / 64) * Kp * 64);
+      const Sep8TProblem tp{aq, Lp, Kp, cw.wq.data() + g * Og * Kp, Lb, Og, cg, yg, L, Kp * 64};
       inner((Og + 3) / 4, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, Lb * Kg)),
             [&](int64_t b0, int64_t b1) { Sep8TGemmVnni(tp, b0 * 4, std::min(Og, b1 * 4)); });
       if (!sep) run.Planes(cols, Lp, Lb, Kg, bg, Og, nullptr, true, yg, 1, L, inner);
       return;
     }
+    const SepB* sb = cw.sepb.empty() ? nullptr : cw.sepb[g].get();
     if (sep)
-      return run.Sep([&](int64_t m, int64_t k) { return cols[k * Lp + m]; }, Lb, Kg, bg, Og, cg,
-                     yg, 1, L, inner);
-    run.General(cols, Lp, Lb, Kg, bg, Og, cg, yg, 1, L, inner);
+      return run.Sep(*sb, [&](int64_t m, int64_t k) { return cols[k * Lp + m]; }, Lb, cg, yg, 1,
+                     L, inner);
+    run.General(sb, cols, Lp, Lb, Kg, bg, Og, cg, yg, 1, L, inner);
   };
   auto scratch = [&]() {
     Scratch sc;
@@ -530,16 +559,29 @@ std::shared_ptr<const Prepared> PrepareLut(const int32_t* lut) {
 
 int64_t PreparationCount() { return g_preparations.load(); }
 
+std::shared_ptr<const MatMulWeights> PackMatMulWeights(const Prepared& prep, Isa isa,
+                                                       const int8_t* bs, int64_t K, int64_t N) {
+  auto pw = std::make_shared<MatMulWeights>();
+  pw->K = K, pw->N = N;
+  pw->wsum.resize(N);
+  ColumnCorrection<true>(1, K, N, [&](int64_t k, int64_t n) { return bs[k * N + n]; }, pw->wsum.data());
+  const GemmRunner run{prep, PickKernels(isa), isa != Isa::kPortable};
+  pw->sep = run.PackB(reinterpret_cast<const uint8_t*>(bs), K, N);
+  return pw;
+}
+
 void MatMul(const Prepared& prep, Isa isa, const uint8_t* ap, int64_t M, int64_t K,
-            const int8_t* bs, int64_t N, int32_t zp, int32_t* y, const ParFn& par) {
+            const int8_t* bs, int64_t N, int32_t zp, int32_t* y, const ParFn& par,
+            const MatMulWeights* pw) {
+  std::shared_ptr<const MatMulWeights> local;
+  if (!pw) local = PackMatMulWeights(prep, isa, bs, K, N), pw = local.get();
   const Kernels kern = PickKernels(isa);
   const uint8_t* bp = reinterpret_cast<const uint8_t*>(bs);
-  std::vector<int32_t> corr(N);
-  ColumnCorrection<true>(zp, K, N, [&](int64_t k, int64_t n) { return bs[k * N + n]; }, corr.data());
-  const GemmRunner run{prep, kern};
+  const std::vector<int32_t> corr = Correction(pw->wsum, zp);
+  const GemmRunner run{prep, kern, isa != Isa::kPortable};
   if (prep.sep.ok && isa != Isa::kPortable)
-    return run.Sep([&](int64_t m, int64_t k) { return ap[m * K + k]; }, M, K, bp, N,
-                   corr.data(), y, N, 1, par, ap);
+    return run.Sep(*pw->sep, [&](int64_t m, int64_t k) { return ap[m * K + k]; }, M, corr.data(),
+                   y, N, 1, par, ap);
   // Transposed, padded activations: at[k][m] (vector loads over m), in 64 x 64 tiles.
   const int64_t Mp = RoundUp(M, kMBlock);
   std::vector<uint8_t> at(K * Mp, 0);
@@ -549,14 +591,55 @@ void MatMul(const Prepared& prep, Isa isa, const uint8_t* ap, int64_t M, int64_t
       for (int64_t k = k0; k < k1; ++k)
         for (int64_t m = m0; m < m1; ++m) at[k * Mp + m] = ap[m * K + k];
     }
-  run.General(at.data(), Mp, M, K, bp, N, corr.data(), y, N, 1, par, ap);
+  run.General(pw->sep.get(), at.data(), Mp, M, K, bp, N, corr.data(), y, N, 1, par, ap);
+}
+
+std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep, Isa isa,
+                                                   const ConvShape& s, const int8_t* wp) {
+  auto cw = std::make_shared<ConvWeights>();
+  const int64_t group = s.group, Co = s.Co, Og = Co / group, Kg = s.Cg * s.KH * s.KW;
+  cw->Co = Co, cw->Kg = Kg, cw->group = group;
+  cw->wsum.resize(Co);
+  ColumnCorrection(1, Kg, Co, [&](int64_t k, int64_t n) { return wp[n * Kg + k]; }, cw->wsum.data());
+  if (IsDepthwise(s)) return cw;
+  const Kernels kern = PickKernels(isa);
+  cw->sep = prep.sep.ok && isa != Isa::kPortable;
+  // VNNI + VBMI: the separable GEMM (or the exact base of a general LUT) runs transposed
+  // on 4-row interleaved columns, writing NCHW rows directly; no im2row copy.
+  cw->use_t8 = kern.sep8 && kern.vbmi && (cw->sep ? prep.sep_narrow : kern.planes && prep.base_exact);
+  // Weights per group transposed to [Kg][Og] (uint8 view); not needed by the t8 separable path.
+  if (!(cw->use_t8 && cw->sep)) {
+    cw->bt.resize(group * Kg * Og);
+    for (int64_t g = 0; g < group; ++g)
+      for (int64_t k = 0; k < Kg; ++k)
+        for (int64_t o = 0; o < Og; ++o)
+          cw->bt[(g * Kg + k) * Og + o] = static_cast<uint8_t>(wp[(g * Og + o) * Kg + k]);
+  }
+  if (cw->use_t8) {
+    const int64_t Kp = RoundUp(Kg, 4);
+    cw->wq.assign(Co * Kp, 0);
+    for (int64_t co = 0; co < Co; ++co) {
+      const int8_t* src = wp + co * Kg;
+      int8_t* dst = cw->wq.data() + co * Kp;
+      if (cw->sep)
+        for (int64_t k = 0; k < Kg; ++k) dst[k] = static_cast<int8_t>(prep.g8[static_cast<uint8_t>(src[k])]);
+      else
+        std::memcpy(dst, src, Kg);
+    }
+  } else {
+    const GemmRunner run{prep, kern, isa != Isa::kPortable};
+    for (int64_t g = 0; g < group; ++g) cw->sepb.push_back(run.PackB(cw->bt.data() + g * Kg * Og, Kg, Og));
+  }
+  return cw;
 }
 
 void Conv(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* x, const int8_t* w,
-          int32_t zp, int32_t* y, const ParFn& par) {
+          int32_t zp, int32_t* y, const ParFn& par, const ConvWeights* pw) {
+  std::shared_ptr<const ConvWeights> local;
+  if (!pw) local = PackConvWeights(prep, isa, s, w), pw = local.get();
   const auto [oh0, oh1] = TouchingRange(s.H, s.pt, s.sh, s.dh, s.KH, s.OH);
   const auto [ow0, ow1] = TouchingRange(s.W, s.pl, s.sw, s.dw, s.KW, s.OW);
-  if (oh0 == 0 && oh1 == s.OH && ow0 == 0 && ow1 == s.OW) return ConvCore(prep, isa, s, x, w, zp, y, par);
+  if (oh0 == 0 && oh1 == s.OH && ow0 == 0 && ow1 == s.OW) return ConvCore(prep, isa, s, x, w, zp, y, par, *pw);
   // Output pixels outside [oh0, oh1) x [ow0, ow1) see only padding (code zp): per channel
   // the constant sum_k LUT[zp, w_k] - zp * sum_k w_k. The window is a conv of its own with
   // shifted pads, computed into a buffer no larger than the output.
@@ -580,7 +663,7 @@ void Conv(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* x, c
   inner.pb = inner.pr = 0;  // unused once OH/OW are set
   const int64_t Li = inner.OH * inner.OW;
   std::vector<int32_t> win(s.NB * s.Co * Li);
-  ConvCore(prep, isa, inner, x, w, zp, win.data(), par);
+  ConvCore(prep, isa, inner, x, w, zp, win.data(), par, *pw);
   for (int64_t nc = 0; nc < s.NB * s.Co; ++nc)
     for (int64_t r = 0; r < inner.OH; ++r)
       std::memcpy(y + nc * L + (oh0 + r) * s.OW + ow0, win.data() + nc * Li + r * inner.OW,

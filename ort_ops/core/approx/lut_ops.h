@@ -44,10 +44,24 @@ int64_t PreparationCount();
 // least `grain`), possibly concurrently; returns when all are done.
 using ParFn = std::function<void(int64_t, int64_t, const std::function<void(int64_t, int64_t)>&)>;
 
+struct SepB;  // packed weights of the separable GEMMs (lut_ops.cc)
+
+// The weight side of MatMul / Conv (column sums, packed and transposed copies) for one
+// (LUT, ISA, weights). Built per call, or once by a caller whose weights are constant (an
+// ORT initializer), which then passes it to every call.
+struct MatMulWeights {
+  int64_t K = 0, N = 0;
+  std::vector<int32_t> wsum;  // sum_k B[k, n] (wrapping)
+  std::shared_ptr<SepB> sep;  // separable GEMM (or the exact base of a general LUT), if used
+};
+std::shared_ptr<const MatMulWeights> PackMatMulWeights(const Prepared& prep, Isa isa,
+                                                       const int8_t* b, int64_t K, int64_t N);
+
 // Y [M, N] = sum_k LUT[A[m, k], uint8(B[k, n])] - zp * sum_k B[k, n]. A uint8 [M, K], B int8
-// [K, N], both row-major; M, N, K >= 1.
+// [K, N], both row-major; M, N, K >= 1. `pw`: PackMatMulWeights(prep, isa, b, K, N) or null.
 void MatMul(const Prepared& prep, Isa isa, const uint8_t* a, int64_t M, int64_t K,
-            const int8_t* b, int64_t N, int32_t zp, int32_t* y, const ParFn& par);
+            const int8_t* b, int64_t N, int32_t zp, int32_t* y, const ParFn& par,
+            const MatMulWeights* pw = nullptr);
 
 // NCHW x, OIHW w (C_in / group input channels), NCHW y [NB, Co, OH, OW].
 struct ConvShape {
@@ -60,7 +74,18 @@ struct ConvShape {
 // the code zp. Work and scratch memory are bounded by the output and the part of the input
 // the output sees: output pixels whose taps all lie in the padding are one constant per
 // channel and cost nothing; im2col runs in bounded blocks of output rows.
+struct ConvWeights {
+  int64_t Co = 0, Kg = 0, group = 1;
+  std::vector<int32_t> wsum;               // per output channel, over its Kg taps
+  bool use_t8 = false, sep = false;        // path taken (depends on LUT and ISA)
+  std::vector<uint8_t> bt;                 // per group [Kg][Og] (uint8 view), non-t8 paths
+  std::vector<std::shared_ptr<SepB>> sepb; // per group, non-t8 separable / exact-base GEMM
+  std::vector<int8_t> wq;                  // t8 path: [Co][round_up(Kg, 4)] (g-mapped)
+};
+// Only s.Co, s.Cg, s.KH, s.KW, s.C and s.group are used.
+std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep, Isa isa,
+                                                   const ConvShape& s, const int8_t* w);
 void Conv(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* x, const int8_t* w,
-          int32_t zp, int32_t* y, const ParFn& par);
+          int32_t zp, int32_t* y, const ParFn& par, const ConvWeights* pw = nullptr);
 
 }  // namespace steport::approx
