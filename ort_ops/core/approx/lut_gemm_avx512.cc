@@ -209,7 +209,7 @@ void SepTile(const SepProblem& p, int64_t m0, int64_t n0, int64_t ncols) {
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
   const int16_t* fa = p.fa + m0 * p.Kp;
   for (int64_t k = 0; k < kp2; ++k) {
-    const int16_t* g = p.gb + (k * p.N + n0) * 2;
+    const int16_t* g = p.panel ? p.gb + (n0 / 64) * p.panel + k * 128 : p.gb + (k * p.N + n0) * 2;
     __m512i bv[NV];
     for (int v = 0; v < NV - 1; ++v) bv[v] = _mm512_loadu_si512(g + v * 32);
     bv[NV - 1] = _mm512_maskz_loadu_epi16(lmask, g + (NV - 1) * 32);
@@ -270,7 +270,7 @@ void Sep8Tile(const Sep8Problem& p, int64_t m0, int64_t n0, int64_t ncols) {
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
   const uint8_t* fa = p.fa + m0 * p.Kp;
   for (int64_t k = 0; k < kq; ++k) {
-    const int8_t* g = p.gb + (k * p.ldg + n0) * 4;
+    const int8_t* g = p.panel ? p.gb + (n0 / 64) * p.panel + k * 256 : p.gb + (k * p.ldg + n0) * 4;
     __m512i bv[NV];
     for (int v = 0; v < NV - 1; ++v) bv[v] = _mm512_loadu_si512(g + v * 64);
     bv[NV - 1] = _mm512_maskz_loadu_epi32(lmask, g + (NV - 1) * 64);

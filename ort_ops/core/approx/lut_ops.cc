@@ -167,6 +167,7 @@ void ColumnCorrection(int32_t zp, int64_t K, int64_t N, Idx w, int32_t* corr) {
 struct SepB {
   bool narrow = false, amx = false;
   int64_t K = 0, N = 0, Kp = 0, ldg = 0;
+  int64_t panel = 0;  // Sep8Problem / SepProblem::panel
   std::vector<int8_t> gb8;
   std::vector<int16_t> gb16;
 };
@@ -174,37 +175,62 @@ struct SepB {
 namespace {
 // `bq`: when not null (VBMI machines), G(k, n) == int8(gmap[bq[k * N + n]]) (gmap null:
 // identity); B is then mapped and quad-interleaved 64 / 16 bytes at a time.
-// `use_amx`: pad for Sep8GemmAmx (K to 64, columns to 32).
+// `use_amx`: pad for Sep8GemmAmx (K to 64, columns to 32). Otherwise the u8 x s8 layout is
+// in 64-column panels; the int16 one too when `panel16` (the AVX-512 kernels).
 template <typename G>
-std::shared_ptr<SepB> MakeSepB(bool use8, bool use_amx, const G& g, int64_t K, int64_t N,
-                               const uint8_t* bq = nullptr, const uint8_t* gmap = nullptr) {
+std::shared_ptr<SepB> MakeSepB(bool use8, bool use_amx, bool panel16, const G& g, int64_t K,
+                               int64_t N, const uint8_t* bq = nullptr,
+                               const uint8_t* gmap = nullptr) {
   auto sb = std::make_shared<SepB>();
   sb->narrow = use8, sb->amx = use8 && use_amx, sb->K = K, sb->N = N;
-  if (sb->narrow) {
-    const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), sb->amx ? 64 : 4);
-    const int64_t ldg = sb->amx ? RoundUp(std::max<int64_t>(N, 1), 32)
-                                : bq ? RoundUp(std::max<int64_t>(N, 1), 16) : N;
+  if (sb->narrow && sb->amx) {
+    const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), 64);
+    const int64_t ldg = RoundUp(std::max<int64_t>(N, 1), 32);
     sb->Kp = Kp, sb->ldg = ldg;
     sb->gb8.assign(Kp * ldg, 0);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n)
+        sb->gb8[((k >> 2) * ldg + n) * 4 + (k & 3)] =
+            bq ? static_cast<int8_t>(gmap ? gmap[bq[k * N + n]] : bq[k * N + n])
+               : static_cast<int8_t>(g(k, n));
+  } else if (sb->narrow) {
+    const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), 4);
+    const int64_t ldg = RoundUp(std::max<int64_t>(N, 1), 64);
+    sb->Kp = Kp, sb->ldg = ldg, sb->panel = Kp * 64;
+    sb->gb8.assign(Kp * ldg, 0);
+    uint8_t* out = reinterpret_cast<uint8_t*>(sb->gb8.data());
     if (bq) {
       std::vector<uint8_t> bm(K * ldg, 0);
       for (int64_t k = 0; k < K; ++k) {
         if (gmap) MapBytesVbmi(gmap, bq + k * N, N, &bm[k * ldg]);
         else std::memcpy(&bm[k * ldg], bq + k * N, N);
       }
-      InterleaveQuads(bm.data(), ldg, K, Kp, ldg, reinterpret_cast<uint8_t*>(sb->gb8.data()));
+      for (int64_t n0 = 0; n0 < ldg; n0 += 64)
+        InterleaveQuads(bm.data() + n0, ldg, K, Kp, 64, out + (n0 / 64) * sb->panel);
     } else {
       for (int64_t k = 0; k < K; ++k)
         for (int64_t n = 0; n < N; ++n)
-          sb->gb8[((k >> 2) * ldg + n) * 4 + (k & 3)] = static_cast<int8_t>(g(k, n));
+          out[(n / 64) * sb->panel + ((k >> 2) * 64 + n % 64) * 4 + (k & 3)] =
+              static_cast<uint8_t>(static_cast<int8_t>(g(k, n)));
     }
   } else {
     const int64_t Kp = RoundUp(std::max<int64_t>(K, 1), 2);
-    sb->Kp = Kp, sb->ldg = N;
-    sb->gb16.assign(Kp * N, 0);
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t n = 0; n < N; ++n)
-        sb->gb16[((k >> 1) * N + n) * 2 + (k & 1)] = static_cast<int16_t>(g(k, n));
+    sb->Kp = Kp;
+    if (panel16) {
+      const int64_t Np = RoundUp(std::max<int64_t>(N, 1), 64);
+      sb->ldg = Np, sb->panel = Kp * 64;
+      sb->gb16.assign(Kp * Np, 0);
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t n = 0; n < N; ++n)
+          sb->gb16[(n / 64) * sb->panel + ((k >> 1) * 64 + n % 64) * 2 + (k & 1)] =
+              static_cast<int16_t>(g(k, n));
+    } else {
+      sb->ldg = N;
+      sb->gb16.assign(Kp * N, 0);
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t n = 0; n < N; ++n)
+          sb->gb16[((k >> 1) * N + n) * 2 + (k & 1)] = static_cast<int16_t>(g(k, n));
+    }
   }
   return sb;
 }
@@ -242,12 +268,12 @@ struct SepPack {
         }
         fa = fa8.data();
       }
-      p8 = {fa, Kp, B.gb8.data(), N, B.ldg, corr, y, ldy_m, ldy_n};
+      p8 = {fa, Kp, B.gb8.data(), N, B.ldg, corr, y, ldy_m, ldy_n, B.panel};
     } else {
       fa16.assign(M * Kp, 0);
       for (int64_t m = 0; m < M; ++m)
         for (int64_t k = 0; k < K; ++k) fa16[m * Kp + k] = static_cast<int16_t>(f(m, k));
-      p16 = {fa16.data(), Kp, B.gb16.data(), N, corr, y, ldy_m, ldy_n};
+      p16 = {fa16.data(), Kp, B.gb16.data(), N, corr, y, ldy_m, ldy_n, B.panel};
     }
   }
   int64_t RowUnit() const { return B.amx ? 32 : 4; }  // row ranges must start at multiples
@@ -269,18 +295,19 @@ struct GemmRunner {
   const Prepared& prep;
   Kernels k;
   bool k_isa_sep;  // the separable path is used (not on the portable ISA)
+  bool avx512;     // k.sep is an AVX-512 kernel (reads SepProblem::panel)
 
   // The weight side the Sep / General paths need (null when General needs none).
   std::shared_ptr<SepB> PackB(const uint8_t* b, int64_t K, int64_t N) const {
     if (prep.sep.ok && k_isa_sep) {
       const bool narrow = k.sep8 && prep.sep_narrow;
       const int16_t* g = narrow ? prep.g8.data() : prep.sep.g.data();
-      return MakeSepB(narrow, k.amx, [&](int64_t kk, int64_t n) { return g[b[kk * N + n]]; }, K,
-                      N, k.vbmi ? b : nullptr, prep.g8u.data());
+      return MakeSepB(narrow, k.amx, avx512, [&](int64_t kk, int64_t n) { return g[b[kk * N + n]]; }, K,
+                      N, k.vbmi && narrow ? b : nullptr, prep.g8u.data());
     }
     if (k.planes && prep.base_exact)  // base f(a) = a, g(b) = int8(b)
-      return MakeSepB(k.sep8, k.amx, [&](int64_t kk, int64_t n) { return int8_t(b[kk * N + n]); },
-                      K, N, k.vbmi ? b : nullptr, nullptr);
+      return MakeSepB(k.sep8, k.amx, avx512, [&](int64_t kk, int64_t n) { return int8_t(b[kk * N + n]); },
+                      K, N, k.vbmi && k.sep8 ? b : nullptr, nullptr);
     return nullptr;
   }
 
@@ -424,6 +451,18 @@ void Depthwise(const Kernels& kern, const Prepared& prep, const ConvShape& s, co
 // im2col scratch per block of output rows: about this many bytes (at least one row).
 constexpr int64_t kColsBudget = int64_t(4) << 20;
 
+// A buffer of at least `bytes` owned by the calling thread (slot 0 or 1), kept for its next
+// call; at most the largest request per slot stays allocated (bounded by kColsBudget-sized
+// blocks for the conv).
+uint8_t* ThreadScratch(int slot, int64_t bytes) {
+  thread_local std::vector<uint8_t> buf[2];
+  if (static_cast<int64_t>(buf[slot].size()) < bytes) {
+    buf[slot] = std::vector<uint8_t>();  // release before growing: no two copies alive
+    buf[slot].resize(static_cast<size_t>(bytes));
+  }
+  return buf[slot].data();
+}
+
 bool IsDepthwise(const ConvShape& s) { return s.group == s.C && s.Co == s.C && s.C > 1; }
 
 std::vector<int32_t> Correction(const std::vector<int32_t>& wsum, int32_t zp) {
@@ -481,23 +520,23 @@ void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* 
     }
   };
   struct Scratch {
-    std::vector<uint8_t> cols, aq;
+    uint8_t *cols, *aq;
   };
   auto one = [&](int64_t n, int64_t g, int64_t blk, Scratch& sc, bool inner_parallel) {
     const int64_t oh0 = blk * rows_per_block, oh1 = std::min(OH, oh0 + rows_per_block);
     const int64_t Lb = (oh1 - oh0) * OW, Lp = RoundUp(Lb, kMBlock);
-    uint8_t* cols = sc.cols.data();
+    uint8_t* cols = sc.cols;
     im2col(n, g, oh0, oh1, Lp, cols);
     int32_t* yg = y + (n * Co + g * Og) * L + oh0 * OW;  // channel stride L
     const uint8_t* bg = cw.bt.empty() ? nullptr : cw.bt.data() + g * Kg * Og;
     const int32_t* cg = corr.data() + g * Og;
     auto serial = [](int64_t cnt, int64_t, const std::function<void(int64_t, int64_t)>& fn) { fn(0, cnt); };
     const ParFn inner = inner_parallel ? par : ParFn(serial);
-    const GemmRunner run{prep, kern, isa != Isa::kPortable};
+    const GemmRunner run{prep, kern, isa != Isa::kPortable, isa == Isa::kAvx512};
     if (use_t8) {
       if (sep && !prep.f8_identity)
         for (int64_t k = 0; k < Kg; ++k) MapBytesVbmi(prep.f8u.data(), cols + k * Lp, Lp, cols + k * Lp);
-      uint8_t* aq = sc.aq.data();
+      uint8_t* aq = sc.aq;
       // 64-lane panels, each contiguous (Sep8TProblem::panel)
       for (int64_t l0 = 0; l0 < Lp; l0 += 64)
         InterleaveQuads(cols + l0, Lp, Kg, Kp, 64, aq + (l0 / 64) * Kp * 64);
@@ -513,11 +552,10 @@ void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* 
                      L, inner);
     run.General(sb, cols, Lp, Lb, Kg, bg, Og, cg, yg, 1, L, inner);
   };
+  // Per-thread buffers reused across calls: fresh multi-MiB buffers per call cost more in
+  // page faults than the GEMM. Everything read from them is written first.
   auto scratch = [&]() {
-    Scratch sc;
-    sc.cols.assign(Kg * Lmax, 0);
-    if (use_t8) sc.aq.assign(Kp * Lmax, 0);
-    return sc;
+    return Scratch{ThreadScratch(0, Kg * Lmax), use_t8 ? ThreadScratch(1, Kp * Lmax) : nullptr};
   };
   const int64_t tasks = s.NB * group * blocks;
   if (tasks >= 4) {  // parallel over (image, group, row block), one scratch per chunk
@@ -565,7 +603,7 @@ std::shared_ptr<const MatMulWeights> PackMatMulWeights(const Prepared& prep, Isa
   pw->K = K, pw->N = N;
   pw->wsum.resize(N);
   ColumnCorrection<true>(1, K, N, [&](int64_t k, int64_t n) { return bs[k * N + n]; }, pw->wsum.data());
-  const GemmRunner run{prep, PickKernels(isa), isa != Isa::kPortable};
+  const GemmRunner run{prep, PickKernels(isa), isa != Isa::kPortable, isa == Isa::kAvx512};
   pw->sep = run.PackB(reinterpret_cast<const uint8_t*>(bs), K, N);
   return pw;
 }
@@ -578,7 +616,7 @@ void MatMul(const Prepared& prep, Isa isa, const uint8_t* ap, int64_t M, int64_t
   const Kernels kern = PickKernels(isa);
   const uint8_t* bp = reinterpret_cast<const uint8_t*>(bs);
   const std::vector<int32_t> corr = Correction(pw->wsum, zp);
-  const GemmRunner run{prep, kern, isa != Isa::kPortable};
+  const GemmRunner run{prep, kern, isa != Isa::kPortable, isa == Isa::kAvx512};
   if (prep.sep.ok && isa != Isa::kPortable)
     return run.Sep(*pw->sep, [&](int64_t m, int64_t k) { return ap[m * K + k]; }, M, corr.data(),
                    y, N, 1, par, ap);
@@ -627,7 +665,7 @@ std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep, Isa isa
         std::memcpy(dst, src, Kg);
     }
   } else {
-    const GemmRunner run{prep, kern, isa != Isa::kPortable};
+    const GemmRunner run{prep, kern, isa != Isa::kPortable, isa == Isa::kAvx512};
     for (int64_t g = 0; g < group; ++g) cw->sepb.push_back(run.PackB(cw->bt.data() + g * Kg * Og, Kg, Og));
   }
   return cw;
