@@ -226,7 +226,8 @@ def kernel_conv(k: _Kernels, x: torch.Tensor, w: torch.Tensor, zp: int, lut_flat
     n, c, h, wd = x8.shape
     co, cg, kh, kw = w8.shape
     oh, ow = conv_out_hw(h, wd, kh, kw, strides, pads, dilations)
-    y = torch.empty(n, co, oh, ow, dtype=torch.int32)
+    # an empty/negative output is the kernel's to reject (with its message)
+    y = torch.empty(n, co, max(oh, 0), max(ow, 0), dtype=torch.int32)
     arr = ctypes.c_int64 * 4
     st, pd, dl = arr(*strides, 0, 0), arr(*pads), arr(*dilations, 0, 0)
     err = ctypes.create_string_buffer(256)
