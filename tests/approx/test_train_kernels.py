@@ -225,6 +225,8 @@ def test_big_linear_training_step_memory_bound():
         import json, resource, torch
         torch.set_num_threads(2)
         from steport.train import ApproxLinear
+        warm = ApproxLinear(64, 32, multiplier="mitchell")  # lazy inits of torch / the kernels
+        warm(torch.randn(16, 64)).square().sum().backward()
         layer = ApproxLinear(4096, 512, multiplier="mitchell")
         x = torch.randn(16, 4096)
         def rss_mib():
