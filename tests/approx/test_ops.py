@@ -27,7 +27,8 @@ def torch_conv(x, w, lut, zp, strides, pads, dilations, group):
         torch.tensor(zp, dtype=U8), strides, pads, dilations, group).numpy()
 
 
-MM_SHAPES = [((1, 1), 1), ((5, 37), 11), ((33, 64), 17), ((2, 3, 19, 9), 8), ((70, 300), 40), ((600, 20), 9)]  # 600 rows: several passes/threads
+MM_SHAPES = [((1, 1), 1), ((5, 37), 11), ((33, 64), 17), ((2, 3, 19, 9), 8), ((70, 300), 40), ((600, 20), 9),  # 600 rows: several passes/threads
+             ((3, 70), 300)]  # few rows: the column-gather path, 2 column chunks
 
 
 @pytest.mark.parametrize("lut_name", sorted(LUTS))

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <numeric>
@@ -397,6 +398,17 @@ uint64_t HashLut(const int32_t* lut) {
 std::mutex g_cache_mu;
 std::multimap<uint64_t, std::weak_ptr<const Prepared>> g_cache;  // guarded by g_cache_mu
 std::atomic<int64_t> g_preparations{0};
+// The most recently used preparations stay alive even when no node holds them, so that
+// calls which do not keep one (the training front end) do not rebuild it every time.
+constexpr size_t kKeepRecent = 8;
+std::deque<std::shared_ptr<const Prepared>> g_recent;  // guarded by g_cache_mu
+
+void KeepRecent(const std::shared_ptr<const Prepared>& p) {  // g_cache_mu held
+  auto it = std::find(g_recent.begin(), g_recent.end(), p);
+  if (it != g_recent.end()) g_recent.erase(it);
+  g_recent.push_front(p);
+  if (g_recent.size() > kKeepRecent) g_recent.pop_back();
+}
 
 // Output range [lo, hi) of one axis whose taps (o * s - pad + k * d, k < KS) can touch the
 // input [0, n): outside it every tap is padding.
@@ -447,6 +459,9 @@ void Depthwise(const Kernels& kern, const Prepared& prep, const ConvShape& s, co
     }
   });
 }
+
+// General-LUT matmuls with at most this many rows gather along columns instead (MatMul).
+constexpr int64_t kGatherRows = 4;
 
 // im2col scratch per block of output rows: about this many bytes (at least one row).
 constexpr int64_t kColsBudget = int64_t(4) << 20;
@@ -573,13 +588,21 @@ void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* 
 }  // namespace
 
 std::shared_ptr<const Prepared> PrepareLut(const int32_t* lut) {
+  {  // the common case: the table of the last call (one 256 KiB compare, no hash)
+    std::lock_guard<std::mutex> lock(g_cache_mu);
+    if (!g_recent.empty() && std::memcmp(g_recent.front()->lut.data(), lut, kLutSize * sizeof(int32_t)) == 0)
+      return g_recent.front();
+  }
   const uint64_t h = HashLut(lut);
   {
     std::lock_guard<std::mutex> lock(g_cache_mu);
     auto [b, e] = g_cache.equal_range(h);
     for (auto it = b; it != e; ++it)
       if (auto p = it->second.lock())
-        if (std::memcmp(p->lut.data(), lut, kLutSize * sizeof(int32_t)) == 0) return p;
+        if (std::memcmp(p->lut.data(), lut, kLutSize * sizeof(int32_t)) == 0) {
+          KeepRecent(p);
+          return p;
+        }
   }
   // Built outside the lock (~ms); a concurrent builder of the same table may win the insert.
   std::shared_ptr<const Prepared> fresh = BuildPrepared(lut);
@@ -590,8 +613,12 @@ std::shared_ptr<const Prepared> PrepareLut(const int32_t* lut) {
   auto [b, e] = g_cache.equal_range(h);
   for (auto it = b; it != e; ++it)
     if (auto p = it->second.lock())
-      if (p->lut == fresh->lut) return p;
+      if (p->lut == fresh->lut) {
+        KeepRecent(p);
+        return p;
+      }
   g_cache.emplace(h, fresh);
+  KeepRecent(fresh);
   return fresh;
 }
 
@@ -620,6 +647,25 @@ void MatMul(const Prepared& prep, Isa isa, const uint8_t* ap, int64_t M, int64_t
   if (prep.sep.ok && isa != Isa::kPortable)
     return run.Sep(*pw->sep, [&](int64_t m, int64_t k) { return ap[m * K + k]; }, M, corr.data(),
                    y, N, 1, par, ap);
+  if (M <= kGatherRows) {
+    // Few rows (batch-1 linear layers): the row-blocked GEMMs would compute kMBlock rows to
+    // use M. Per row and k, gather LUT[a[m, k]][b[k, n]] over n from the LUT row of a[m, k]
+    // (the depthwise kernel), threads over column chunks.
+    constexpr int64_t kCols = 256;
+    par(M * ((N + kCols - 1) / kCols), 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t chunks = (N + kCols - 1) / kCols, m = t / chunks, n0 = (t % chunks) * kCols;
+        const int64_t nc = std::min(kCols, N - n0);
+        int32_t* yr = y + m * N + n0;
+        std::fill(yr, yr + nc, 0);
+        for (int64_t k = 0; k < K; ++k)
+          kern.gather(prep.lut.data() + int64_t(ap[m * K + k]) * 256, bp + k * N + n0, 1, nc, yr);
+        for (int64_t j = 0; j < nc; ++j)
+          yr[j] = static_cast<int32_t>(static_cast<uint32_t>(yr[j]) - static_cast<uint32_t>(corr[n0 + j]));
+      }
+    });
+    return;
+  }
   // Transposed, padded activations: at[k][m] (vector loads over m), in 64 x 64 tiles.
   const int64_t Mp = RoundUp(M, kMBlock);
   std::vector<uint8_t> at(K * Mp, 0);
