@@ -63,6 +63,12 @@ VARIANTS: list[Variant] = [
     # the same 4-bit PACT network with float Conv/Gemm and ai.steport.quant::Pact nodes
     Variant("pact-float-a4w8", {"vgg_small": "pact_vgg_small", "cnn28": "pact_cnn28"},
             {"bits": 4, "weight_bits": 8}),
+    # approx: exact LUT, a separable one (DRUM k=4: f(a) * g(b)) and a general one (Mitchell)
+    Variant("approx-exact", {"vgg_small": "approx_vgg_small", "cnn28": "approx_cnn28"}),
+    Variant("approx-drum_k4", {"vgg_small": "approx_vgg_small", "cnn28": "approx_cnn28"},
+            {"multiplier": "drum_k4"}),
+    Variant("approx-mitchell", {"vgg_small": "approx_vgg_small", "cnn28": "approx_cnn28"},
+            {"multiplier": "mitchell"}),
 ]
 
 BATCHES = (1, 16)

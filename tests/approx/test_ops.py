@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import steport.train  # noqa: F401
+from steport.train.ops.approx import use_backend
 
 from ..conftest import assert_bitexact, run_fallback, run_steport
 from .common import LUTS, conv_model, mm_model, np_conv, np_matmul, random_lut
@@ -26,7 +27,8 @@ def torch_conv(x, w, lut, zp, strides, pads, dilations, group):
         torch.tensor(zp, dtype=U8), strides, pads, dilations, group).numpy()
 
 
-MM_SHAPES = [((1, 1), 1), ((5, 37), 11), ((33, 64), 17), ((2, 3, 19, 9), 8), ((70, 300), 40), ((600, 20), 9)]  # 600 rows: several passes/threads
+MM_SHAPES = [((1, 1), 1), ((5, 37), 11), ((33, 64), 17), ((2, 3, 19, 9), 8), ((70, 300), 40), ((600, 20), 9),  # 600 rows: several passes/threads
+             ((3, 70), 300)]  # few rows: the column-gather path, 2 column chunks
 
 
 @pytest.mark.parametrize("lut_name", sorted(LUTS))
@@ -41,9 +43,12 @@ def test_matmul_bitexact(lut_name, a_shape, n, zp, isa):
     model = mm_model(rank=a.ndim)
     feeds = {"A": a, "B": b, "lut": lut, "a_zero_point": np.array(zp, np.uint8)}
     assert_bitexact(run_steport(model, feeds)[0], ref, f"kernel[{isa}]")
-    if isa != "portable":  # torch and fallback do not depend on the ISA: check them once
+    with use_backend("kernel"):  # the training front end of the same kernels
+        assert_bitexact(torch_mm(a, b, lut, zp), ref, f"torch on the kernel[{isa}]")
+    if isa != "portable":  # the reference and fallback do not depend on the ISA: check once
         return
-    assert_bitexact(torch_mm(a, b, lut, zp), ref, "torch")
+    with use_backend("reference"):
+        assert_bitexact(torch_mm(a, b, lut, zp), ref, "torch reference")
     if a.size * n < 200_000:
         assert_bitexact(run_fallback(model, feeds)[0], ref, "fallback")
 
@@ -109,9 +114,14 @@ def test_conv_bitexact(lut_name, case, zp, isa):
     model = conv_model(strides=strides, pads=pads, dilations=dil, group=group)
     feeds = {"X": x, "W": w, "lut": lut, "x_zero_point": np.array(zp, np.uint8)}
     assert_bitexact(run_steport(model, feeds)[0], ref, f"kernel[{isa}]")
+    with use_backend("kernel"):
+        assert_bitexact(torch_conv(x, w, lut, zp, strides, pads, dil, group), ref,
+                        f"torch on the kernel[{isa}]")
     if isa != "portable":
         return
-    assert_bitexact(torch_conv(x, w, lut, zp, strides, pads, dil, group), ref, "torch")
+    with use_backend("reference"):
+        assert_bitexact(torch_conv(x, w, lut, zp, strides, pads, dil, group), ref,
+                        "torch reference")
     assert_bitexact(run_fallback(model, feeds)[0], ref, "fallback")
 
 

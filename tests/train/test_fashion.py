@@ -287,9 +287,9 @@ def test_init_from_keeps_the_multiplier(small_fashion):
 
     runs = small_fashion / "runs"
     kw = {"width": 4, "per_channel": True, "act_range": "observed", "mode": "lut"}
-    ex = load_recipe(_recipe(small_fashion, "ex", "approx", "approx_lut_cnn28",
+    ex = load_recipe(_recipe(small_fashion, "ex", "approx", "approx_cnn28",
                              dict(kw, multiplier=None)))
-    rt = load_recipe(_recipe(small_fashion, "rt", "approx", "approx_lut_cnn28",
+    rt = load_recipe(_recipe(small_fashion, "rt", "approx", "approx_cnn28",
                              dict(kw, multiplier="drum_k4"), init_from="ex"))
     with pytest.raises(CheckpointError, match="train ex first"):
         train_recipe(rt, runs, progress=False)
@@ -297,7 +297,7 @@ def test_init_from_keeps_the_multiplier(small_fashion):
     ckpt, m = train_recipe(rt, runs, progress=False)
     assert 0.0 <= m["init_accuracy"] <= 1.0
     sd = torch.load(ckpt, weights_only=False)["state_dict"]
-    drum = build_model("approx_lut_cnn28", width=4, multiplier="drum_k4").state_dict()
+    drum = build_model("approx_cnn28", width=4, multiplier="drum_k4").state_dict()
     exact = torch.load(ex_ckpt, weights_only=False)["state_dict"]
     assert torch.equal(sd["0.lut"], drum["0.lut"]) and not torch.equal(sd["0.lut"],
                                                                         exact["0.lut"])

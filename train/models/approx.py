@@ -5,6 +5,7 @@ from torch import nn
 
 from ..layers.approx import ApproxConv2d, ApproxLinear
 from . import register_model
+from .backbones import Layers, cnn28, vgg_small
 
 
 @register_model("approx_cnn")
@@ -27,17 +28,35 @@ def approx_cnn(in_channels: int = 1, num_classes: int = 10, width: int = 16,
         ApproxLinear(2 * width * 4, num_classes, **kw))
 
 
-@register_model("approx_lut_cnn28")
-def approx_lut_cnn28(in_channels: int = 1, num_classes: int = 10, width: int = 64,
-                     image_size: int = 28, multiplier=None, mode: str = "lut",
-                     per_channel: bool = True, act_range: str = "observed") -> nn.Module:
-    """The 28x28 CNN (models/backbones.py) with every conv and the classifier on an 8x8
-    LUT multiplier (``multiplier`` as in approx_cnn; None = exact product)."""
-    from .backbones import Layers, cnn28
-
+def _approx_layers(multiplier, mode: str, per_channel: bool, act_range: str) -> Layers:
+    """Every conv and linear layer of a backbone as an approximate-multiplier layer (first
+    and last included: the multiplier is the hardware the whole network runs on)."""
     kw = dict(multiplier=multiplier, mode=mode, per_channel=per_channel, act_range=act_range)
-    layers = Layers(
-        conv=lambda cin, cout, first: ApproxConv2d(cin, cout, 3, padding=1, bias=False, **kw),
-        linear=lambda fin, fout, last: ApproxLinear(fin, fout, bias=last, **kw),
-        act=lambda channels: nn.ReLU())
-    return cnn28(layers, in_channels, num_classes, width, image_size)
+
+    def conv(cin: int, cout: int, first: bool) -> nn.Module:
+        return ApproxConv2d(cin, cout, 3, padding=1, bias=False, **kw)
+
+    def linear(fin: int, fout: int, last: bool) -> nn.Module:
+        return ApproxLinear(fin, fout, bias=last, **kw)
+
+    return Layers(conv=conv, linear=linear, act=lambda channels: nn.ReLU())
+
+
+@register_model("approx_vgg_small")
+def approx_vgg_small(in_channels: int = 3, num_classes: int = 10, width: int = 128,
+                     image_size: int = 32, hidden: int = 1024, multiplier=None,
+                     mode: str = "lut", per_channel: bool = True,
+                     act_range: str = "observed") -> nn.Module:
+    """VGG-small (models/backbones.py) whose convs and linears multiply through
+    ``multiplier`` (a steport.train.multipliers name, a LUT, or None = exact)."""
+    return vgg_small(_approx_layers(multiplier, mode, per_channel, act_range), in_channels,
+                     num_classes, width, image_size, hidden)
+
+
+@register_model("approx_cnn28")
+def approx_cnn28(in_channels: int = 1, num_classes: int = 10, width: int = 64,
+                 image_size: int = 28, multiplier=None, mode: str = "lut",
+                 per_channel: bool = True, act_range: str = "observed") -> nn.Module:
+    """The 28x28 CNN (models/backbones.py) with approximate-multiplier convs and linear."""
+    return cnn28(_approx_layers(multiplier, mode, per_channel, act_range), in_channels,
+                 num_classes, width, image_size)

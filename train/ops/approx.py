@@ -8,12 +8,23 @@ Training ops on dequantized float tensors (forward through the LUT, STE backward
 of the exact product):
   steport::approx_linear_ste, steport::approx_conv2d_ste
 
-LUT sums are computed as an embedding-bag over the weight-stationary table
-T[k*256 + a, n] = LUT[a, uint8(B[k, n])] (float64: exact while |LUT|max * K < 2^53; otherwise
-an int64 gather path), so no [M, K, N] tensor is materialized."""
+Two implementations of the LUT sums (docs/ops.md "Approximate multipliers"):
+- the kernels: the C++ drivers the ORT nodes run (libsteport_ops, C ABI
+  steport/approx_abi.h, called with ctypes on the tensors' memory, torch's thread count).
+  Memory O(inputs + outputs + LUT). Used whenever the library loads;
+- the reference: pure PyTorch, independent of the C++ code (tests compare the two
+  bit-exactly), an embedding-bag over the weight-stationary table
+  T[k*256 + a, n] = LUT[a, uint8(B[k, n])], built per chunk of K (and of rows / images) so
+  its memory stays bounded (~64 MiB). It runs where the library is missing (with a warning,
+  once) or when asked for with ``use_backend("reference")``.
+Behavioural models (mode "model") always run in PyTorch."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+import ctypes
+import threading
+import warnings
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -104,32 +115,175 @@ def _check_conv(X, W, lut, zp, strides, pads, dilations, group) -> tuple[int, in
     return oh, ow
 
 
-# ---- the LUT sum (shared by integer and training ops) ------------------------------------
-_CHUNK = 1 << 22  # bound the temporary of the int64 path to ~32 MiB
+# ---- the kernels (C ABI of libsteport_ops) ---------------------------------------------
+class _Kernels:
+    """ctypes handle on steport_approx_matmul / steport_approx_conv2d."""
+
+    def __init__(self, lib: ctypes.CDLL):
+        i64, i32, p = ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p
+        self.matmul = lib.steport_approx_matmul
+        self.matmul.argtypes = [p, p, i64, i64, p, i64, i32, p, i32, ctypes.c_char_p, i64]
+        self.matmul.restype = ctypes.c_int
+        self.conv2d = lib.steport_approx_conv2d
+        self.conv2d.argtypes = [p, p, i64, i64, i64, i64, p, i64, i64, i64, i64, p, p, p, i64,
+                                i32, p, i32, ctypes.c_char_p, i64]
+        self.conv2d.restype = ctypes.c_int
+        self.preparations = lib.steport_approx_preparations
+        self.preparations.argtypes = []
+        self.preparations.restype = i64
+
+
+_lock = threading.Lock()
+_loaded: list = []  # [_Kernels or None], filled on first use
+_backend = "auto"
+_warned = False
+
+
+def _load() -> _Kernels | None:
+    with _lock:
+        if not _loaded:
+            kernels, why = None, ""
+            try:
+                from steport.ort_ops import library_path
+
+                kernels = _Kernels(ctypes.CDLL(library_path()))
+            except (OSError, AttributeError) as e:  # missing library / older library
+                why = str(e)
+            _loaded.append(kernels)
+            _loaded.append(why)
+        return _loaded[0]
+
+
+def kernels_available() -> bool:
+    """Whether the training ops can run on the C++ kernels (libsteport_ops loads)."""
+    return _load() is not None
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Pick the LUT-sum implementation inside the block: "kernel" (the C++ kernels; error if
+    the library does not load), "reference" (pure PyTorch), "auto" (kernel when available)."""
+    global _backend
+    if name not in ("auto", "kernel", "reference"):
+        raise ValueError(f"backend must be 'auto', 'kernel' or 'reference', got {name!r}")
+    prev, _backend = _backend, name
+    try:
+        yield
+    finally:
+        _backend = prev
+
+
+def _kernels() -> _Kernels | None:
+    """The kernels to use now, or None for the reference path (warns once when that is
+    because the library is missing)."""
+    global _warned
+    if _backend == "reference":
+        return None
+    k = _load()
+    if k is None:
+        if _backend == "kernel":
+            raise RuntimeError(f"steport approx kernels unavailable: {_loaded[1]}")
+        if not _warned:
+            _warned = True
+            warnings.warn("steport: libsteport_ops could not be loaded "
+                          f"({_loaded[1]}); approximate-multiplier layers use the slow "
+                          "pure-PyTorch LUT path", RuntimeWarning, stacklevel=3)
+    return k
+
+
+def _ptr(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+def _check_rc(rc: int, err) -> None:
+    if rc:
+        raise ValueError(f"steport approx kernel: {err.value.decode(errors='replace')}")
+
+
+def kernel_matmul(k: _Kernels, a: torch.Tensor, b: torch.Tensor, zp: int,
+                  lut_flat: torch.Tensor) -> torch.Tensor:
+    """int32 [M, N] = sum_k LUT[a, uint8(b)] - zp * sum_k b (wrapping), on the C++ kernel.
+    a: codes [M, K] in 0..255, b: codes [K, N] in -128..127 (any integer dtype)."""
+    a8 = a.to(torch.uint8).contiguous()
+    b8 = b.to(torch.int8).contiguous()
+    lut = lut_flat.contiguous()
+    M, K = a8.shape
+    N = b8.shape[1]
+    y = torch.empty(M, N, dtype=torch.int32)
+    err = ctypes.create_string_buffer(256)
+    rc = k.matmul(_ptr(lut), _ptr(a8), M, K, _ptr(b8), N, zp, _ptr(y),
+                  torch.get_num_threads(), err, 256)
+    _check_rc(rc, err)
+    return y
+
+
+def kernel_conv(k: _Kernels, x: torch.Tensor, w: torch.Tensor, zp: int, lut_flat: torch.Tensor,
+                strides, pads, dilations, group: int) -> torch.Tensor:
+    """int32 NCHW ApproxConvInteger on the C++ kernel (x, w: integer codes, any int dtype)."""
+    x8 = x.to(torch.uint8).contiguous()
+    w8 = w.to(torch.int8).contiguous()
+    lut = lut_flat.contiguous()
+    n, c, h, wd = x8.shape
+    co, cg, kh, kw = w8.shape
+    oh, ow = conv_out_hw(h, wd, kh, kw, strides, pads, dilations)
+    # an empty/negative output is the kernel's to reject (with its message)
+    y = torch.empty(n, co, max(oh, 0), max(ow, 0), dtype=torch.int32)
+    arr = ctypes.c_int64 * 4
+    st, pd, dl = arr(*strides, 0, 0), arr(*pads), arr(*dilations, 0, 0)
+    err = ctypes.create_string_buffer(256)
+    rc = k.conv2d(_ptr(lut), _ptr(x8), n, c, h, wd, _ptr(w8), co, cg, kh, kw,
+                  ctypes.addressof(st), ctypes.addressof(pd), ctypes.addressof(dl), group, zp,
+                  _ptr(y), torch.get_num_threads(), err, 256)
+    _check_rc(rc, err)
+    return y
+
+
+def lut_preparations() -> int:
+    """LUT preparations the library has built in this process (shared by content)."""
+    k = _load()
+    if k is None:
+        raise RuntimeError("steport approx kernels unavailable")
+    return int(k.preparations())
+
+
+# ---- the reference LUT sum (pure PyTorch, bounded memory) -------------------------------
+_TABLE_BYTES = 1 << 26  # weight-stationary table per chunk of K
+_INDEX_BYTES = 1 << 25  # gathered indices / values per chunk of rows
 
 
 def lut_sum(a: torch.Tensor, b: torch.Tensor, lut_flat: torch.Tensor) -> torch.Tensor:
     """sum_k LUT[a[m, k], uint8(b[k, n])] as int64 [M, N]; a, b integer codes (any int dtype;
-    a in 0..255, b in -128..127). Weight-stationary: rows T[k*256 + a] = LUT[a, b[k, :]]."""
+    a in 0..255, b in -128..127). Weight-stationary: rows T[k*256 + a] = LUT[a, b[k, :]], one
+    chunk of K at a time; float sums are exact while each chunk's partial sums stay below
+    2^24 (float32) or 2^53 (float64), else int64 gathers."""
     M, K = a.shape
     N = b.shape[1]
+    out = torch.zeros(M, N, dtype=torch.int64)
     if M == 0 or N == 0 or K == 0:
-        return torch.zeros(M, N, dtype=torch.int64)
+        return out
     bu = b.to(torch.int64) & 255
-    idx = a.to(torch.int64) + 256 * torch.arange(K, dtype=torch.int64).unsqueeze(0)  # [M, K]
-    # table[k*256 + a, n] = LUT[a, bu[k, n]], gathered straight into that layout
-    tidx = (torch.arange(256, dtype=torch.int64) * 256).view(1, 256, 1) + bu.unsqueeze(1)
-    bound = int(lut_flat.abs().max()) * K
-    if bound < (1 << 53):
-        # float sums of integers are exact while every partial sum stays below 2^mantissa
-        dt = torch.float32 if bound < (1 << 24) else torch.float64
-        table = lut_flat.to(dt)[tidx].reshape(K * 256, N)
-        return F.embedding_bag(idx, table, mode="sum").round().to(torch.int64)
-    table = lut_flat.to(torch.int64)[tidx].reshape(K * 256, N)
-    out = torch.empty(M, N, dtype=torch.int64)
-    step = max(1, _CHUNK // max(1, K * N))
-    for s in range(0, M, step):
-        out[s:s + step] = table[idx[s:s + step]].sum(1)
+    lmax = int(lut_flat.abs().max())
+    kc = max(1, min(K, _TABLE_BYTES // (256 * N * 8)))
+    for k0 in range(0, K, kc):
+        k1 = min(K, k0 + kc)
+        nk = k1 - k0
+        # table[k*256 + a, n] = LUT[a, bu[k, n]], gathered straight into that layout
+        tidx = (torch.arange(256, dtype=torch.int64) * 256).view(1, 256, 1) + bu[k0:k1].unsqueeze(1)
+        offs = 256 * torch.arange(nk, dtype=torch.int64).unsqueeze(0)
+        bound = lmax * nk
+        if bound < (1 << 53):
+            dt = torch.float32 if bound < (1 << 24) else torch.float64
+            table = lut_flat.to(dt)[tidx].reshape(nk * 256, N)
+            step = max(1, _INDEX_BYTES // (8 * max(nk, N)))
+            for s in range(0, M, step):
+                idx = a[s:s + step, k0:k1].to(torch.int64) + offs
+                out[s:s + step] += F.embedding_bag(idx, table, mode="sum").round().to(torch.int64)
+        else:
+            table = lut_flat.to(torch.int64)[tidx].reshape(nk * 256, N)
+            step = max(1, _INDEX_BYTES // (8 * nk * N))
+            for s in range(0, M, step):
+                idx = a[s:s + step, k0:k1].to(torch.int64) + offs
+                out[s:s + step] += table[idx].sum(1)
     return out
 
 
@@ -147,12 +301,19 @@ def approx_sum(a: torch.Tensor, b: torch.Tensor, lut_flat: torch.Tensor | None,
 
 def _wrap_i32(x: torch.Tensor) -> torch.Tensor:
     """int64 -> int32 modulo 2^32 (the C++ kernels accumulate in wrapping int32)."""
+    if x.dtype == torch.int32:
+        return x
     x = x & 0xFFFFFFFF
     return torch.where(x >= (1 << 31), x - (1 << 32), x).to(torch.int32)
 
 
 def matmul_codes(a2: torch.Tensor, b: torch.Tensor, zp: int, lut_flat, model=None) -> torch.Tensor:
-    """int64 [M, N] = sum_k LUT[a, b] - zp * sum_k b."""
+    """[M, N] = sum_k LUT[a, b] - zp * sum_k b: int32 (wrapped) from the kernel, int64 from
+    the reference (callers wrap with _wrap_i32)."""
+    if model is None:
+        k = _kernels()
+        if k is not None:
+            return kernel_matmul(k, a2, b, zp, lut_flat)
     y = approx_sum(a2, b, lut_flat, model)
     if zp:
         y = y - zp * b.to(torch.int64).sum(0, keepdim=True)
@@ -167,19 +328,44 @@ def _im2col(x: torch.Tensor, kh: int, kw: int, strides, pads, dilations, zp: int
     return cols.to(torch.int64)
 
 
+_COLS_BYTES = 1 << 26  # reference im2col per chunk of images
+
+
 def conv_codes(x: torch.Tensor, w: torch.Tensor, zp: int, lut_flat, strides, pads, dilations,
                group: int, model=None) -> torch.Tensor:
-    """int64 [N, C_out, OH, OW] approximate conv over codes (x: NCHW codes, w: int codes)."""
+    """[N, C_out, OH, OW] approximate conv over codes (x: NCHW codes, w: int codes): int32
+    (wrapped) from the kernel, int64 from the reference."""
+    if model is None:
+        k = _kernels()
+        if k is not None:
+            return kernel_conv(k, x, w, zp, lut_flat, list(strides), list(pads), list(dilations),
+                               group)
     n, c_in, h, wd = x.shape
     c_out, cg, kh, kw = w.shape
     oh, ow = conv_out_hw(h, wd, kh, kw, strides, pads, dilations)
-    cols = _im2col(x, kh, kw, strides, pads, dilations, zp)  # [N, C*kh*kw, L]
     L, kg, og = oh * ow, cg * kh * kw, c_out // group
-    cols = cols.reshape(n, group, kg, L).permute(1, 0, 3, 2).reshape(group, n * L, kg)
     wg = w.reshape(group, og, kg).to(torch.int64)
-    outs = [matmul_codes(cols[g], wg[g].t(), zp, lut_flat, model) for g in range(group)]
-    y = torch.stack(outs)  # [G, N*L, og]
-    return y.reshape(group, n, L, og).permute(1, 0, 3, 2).reshape(n, c_out, oh, ow)
+    per_image = c_in * kh * kw * L * 8
+    step = max(1, _COLS_BYTES // max(1, per_image))
+    parts = []
+    for s in range(0, n, step):
+        xs = x[s:s + step]
+        ns = xs.shape[0]
+        cols = _im2col(xs, kh, kw, strides, pads, dilations, zp)  # [ns, C*kh*kw, L]
+        cols = cols.reshape(ns, group, kg, L).permute(1, 0, 3, 2).reshape(group, ns * L, kg)
+        outs = [matmul_codes_reference(cols[g], wg[g].t(), zp, lut_flat, model)
+                for g in range(group)]
+        y = torch.stack(outs)  # [G, ns*L, og]
+        parts.append(y.reshape(group, ns, L, og).permute(1, 0, 3, 2).reshape(ns, c_out, oh, ow))
+    return torch.cat(parts) if parts else torch.zeros(0, c_out, oh, ow, dtype=torch.int64)
+
+
+def matmul_codes_reference(a2, b, zp: int, lut_flat, model=None) -> torch.Tensor:
+    """int64 [M, N] = sum_k LUT[a, b] - zp * sum_k b on the PyTorch reference path."""
+    y = approx_sum(a2, b, lut_flat, model)
+    if zp:
+        y = y - zp * b.to(torch.int64).sum(0, keepdim=True)
+    return y
 
 
 # ---- integer ops (ONNX node semantics) -------------------------------------------------
@@ -250,7 +436,7 @@ def approx_linear_ste(x: torch.Tensor, w: torch.Tensor, lut: torch.Tensor, x_sca
     x_scale * w_scale[n] * (sum_k LUT[a, b] - x_zp * sum_k b) as float [..., N]."""
     a = _codes(x, x_scale, x_zp, 0, 255).reshape(-1, x.shape[-1])
     b = _codes(w, _w_scale(w_scale, 2), 0, -128, 127).t()  # [K, N]
-    y = matmul_codes(a, b, x_zp, check_lut(lut), _model_from_id(model_id))
+    y = _wrap_i32(matmul_codes(a, b, x_zp, check_lut(lut), _model_from_id(model_id)))
     out = y.to(x.dtype) * (x_scale.reshape(()) * w_scale.reshape(-1)).to(x.dtype)
     return out.reshape(*x.shape[:-1], w.shape[0])
 
@@ -287,6 +473,7 @@ def approx_conv2d_ste(x: torch.Tensor, w: torch.Tensor, lut: torch.Tensor, x_sca
     pads = [padding[0], padding[1], padding[0], padding[1]]
     y = conv_codes(a, b, x_zp, check_lut(lut), list(stride), pads, list(dilation), groups,
                    _model_from_id(model_id))
+    y = _wrap_i32(y)
     s = (x_scale.reshape(()) * w_scale.reshape(-1)).to(x.dtype).reshape(1, -1, 1, 1)
     return y.to(x.dtype) * s
 

@@ -53,6 +53,11 @@ struct SepProblem {
   const int32_t* corr;
   int32_t* y;
   int64_t ldy_m, ldy_n;
+  // AVX-512 kernels only (0 elsewhere): gb blocked in panels of 64 columns, `panel` int16
+  // apart (>= Kp * 64): pair k/2 of column n at gb + (n / 64) * panel + ((k / 2) * 64 + n % 64) * 2.
+  // A panel is read sequentially; walking [Kp/2][N][2] down k jumps 4N bytes per step (a new
+  // page per step for wide layers).
+  int64_t panel = 0;
 };
 void SepGemmPortable(const SepProblem& p, int64_t m_begin, int64_t m_end);
 void SepGemmAvx2(const SepProblem& p, int64_t m_begin, int64_t m_end);
@@ -71,6 +76,9 @@ struct Sep8Problem {
   const int32_t* corr;
   int32_t* y;
   int64_t ldy_m, ldy_n;
+  // Not for AMX (0 there): gb in panels of 64 columns, `panel` bytes apart (>= Kp * 64): quad
+  // k/4 of column n at gb + (n / 64) * panel + ((k / 4) * 64 + n % 64) * 4 (see SepProblem).
+  int64_t panel = 0;
 };
 void Sep8GemmVnni(const Sep8Problem& p, int64_t m_begin, int64_t m_end);
 // AMX-INT8 tiles, same integers. Needs AmxInt8Usable(); m_begin % 32 == 0, fa rows readable up
@@ -87,7 +95,13 @@ struct Sep8TProblem {
   const int32_t* corr;  // may be null
   int32_t* y;           // y[n * ldy_n + l]
   int64_t ldy_n;
+  // 0: aq as above. Else aq is blocked in panels of 64 lanes, `panel` bytes apart (>= Kp * 64):
+  // lanes [64t, 64t + 64) of quad k at aq + t * panel + (k * 64 + l % 64) * 4. One panel is
+  // read sequentially (not at a 4 * ld_l stride, which aliases cache sets).
+  int64_t panel = 0;
 };
+// Lane panels outer, output channels inner: a panel stays in cache while every channel of
+// [n_begin, n_end) uses it.
 void Sep8TGemmVnni(const Sep8TProblem& p, int64_t n_begin, int64_t n_end);
 // out[(k / 4) * Lp * 4 + l * 4 + k % 4] = rows[k * ld + l] for k < K (0 for K <= k < Kp),
 // l < Lp; Lp a multiple of 16 (rows readable up to Lp). SSE2 only (kept with its users).

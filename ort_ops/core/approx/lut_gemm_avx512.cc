@@ -209,7 +209,7 @@ void SepTile(const SepProblem& p, int64_t m0, int64_t n0, int64_t ncols) {
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
   const int16_t* fa = p.fa + m0 * p.Kp;
   for (int64_t k = 0; k < kp2; ++k) {
-    const int16_t* g = p.gb + (k * p.N + n0) * 2;
+    const int16_t* g = p.panel ? p.gb + (n0 / 64) * p.panel + k * 128 : p.gb + (k * p.N + n0) * 2;
     __m512i bv[NV];
     for (int v = 0; v < NV - 1; ++v) bv[v] = _mm512_loadu_si512(g + v * 32);
     bv[NV - 1] = _mm512_maskz_loadu_epi16(lmask, g + (NV - 1) * 32);
@@ -270,7 +270,7 @@ void Sep8Tile(const Sep8Problem& p, int64_t m0, int64_t n0, int64_t ncols) {
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
   const uint8_t* fa = p.fa + m0 * p.Kp;
   for (int64_t k = 0; k < kq; ++k) {
-    const int8_t* g = p.gb + (k * p.ldg + n0) * 4;
+    const int8_t* g = p.panel ? p.gb + (n0 / 64) * p.panel + k * 256 : p.gb + (k * p.ldg + n0) * 4;
     __m512i bv[NV];
     for (int v = 0; v < NV - 1; ++v) bv[v] = _mm512_loadu_si512(g + v * 64);
     bv[NV - 1] = _mm512_maskz_loadu_epi32(lmask, g + (NV - 1) * 64);
@@ -323,9 +323,11 @@ void Sep8TTile(const Sep8TProblem& p, int64_t n0, int64_t l0) {
   __m512i acc[NR][LV];
   for (int i = 0; i < NR; ++i)
     for (int v = 0; v < LV; ++v) acc[i][v] = _mm512_setzero_si512();
+  const uint8_t* base = p.panel ? p.aq + (l0 / 64) * p.panel : p.aq + l0 * 4;
+  const int64_t ld = p.panel ? 64 : p.ld_l;
   for (int64_t k = 0; k < kq; ++k) {
     __m512i av[LV];
-    for (int v = 0; v < LV; ++v) av[v] = _mm512_loadu_si512(p.aq + (k * p.ld_l + l0 + v * 16) * 4);
+    for (int v = 0; v < LV; ++v) av[v] = _mm512_loadu_si512(base + (k * ld + v * 16) * 4);
     for (int i = 0; i < NR; ++i) {
       int32_t quad;
       std::memcpy(&quad, p.wq + (n0 + i) * p.Kp + 4 * k, 4);
@@ -345,21 +347,21 @@ void Sep8TTile(const Sep8TProblem& p, int64_t n0, int64_t l0) {
   }
 }
 template <int NR>
-void Sep8TRows(const Sep8TProblem& p, int64_t n0) {
-  for (int64_t l0 = 0; l0 < p.L; l0 += 64) {
-    const int64_t rest = p.L - l0;
-    if (rest > 48) Sep8TTile<NR, 4>(p, n0, l0);
-    else if (rest > 32) Sep8TTile<NR, 3>(p, n0, l0);
-    else if (rest > 16) Sep8TTile<NR, 2>(p, n0, l0);
-    else Sep8TTile<NR, 1>(p, n0, l0);
-  }
+void Sep8TPanel(const Sep8TProblem& p, int64_t n0, int64_t l0) {
+  const int64_t rest = p.L - l0;
+  if (rest > 48) Sep8TTile<NR, 4>(p, n0, l0);
+  else if (rest > 32) Sep8TTile<NR, 3>(p, n0, l0);
+  else if (rest > 16) Sep8TTile<NR, 2>(p, n0, l0);
+  else Sep8TTile<NR, 1>(p, n0, l0);
 }
 }  // namespace
 
 void Sep8TGemmVnni(const Sep8TProblem& p, int64_t n_begin, int64_t n_end) {
-  int64_t n = n_begin;
-  for (; n + 4 <= n_end; n += 4) Sep8TRows<4>(p, n);
-  for (; n < n_end; ++n) Sep8TRows<1>(p, n);
+  for (int64_t l0 = 0; l0 < p.L; l0 += 64) {
+    int64_t n = n_begin;
+    for (; n + 4 <= n_end; n += 4) Sep8TPanel<4>(p, n, l0);
+    for (; n < n_end; ++n) Sep8TPanel<1>(p, n, l0);
+  }
 }
 
 void InterleaveQuads(const uint8_t* rows, int64_t ld, int64_t K, int64_t Kp, int64_t Lp,

@@ -1,0 +1,91 @@
+// The approximate-multiplier ops on raw buffers: ApproxMatMulInteger and ApproxConvInteger as
+// docs/ops.md specifies them (sums wrap modulo 2^32), shared by both front ends: the ORT
+// binding (ort/approx.cc) and the C ABI the PyTorch training ops call (train_abi.cc). Inputs
+// are validated by the callers; these functions trust shapes and sizes.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "core/common/cpu.h"
+#include "lut_gemm.h"
+
+namespace steport::approx {
+
+constexpr int64_t kLutSize = 65536;
+
+// Everything derived from one LUT (transpose, separability, byte planes): ~0.6-1 MiB.
+struct Prepared {
+  std::vector<int32_t> lut, lut_t;
+  Separable sep;
+  // A rescaling of sep with f in [0, 255], g in [-128, 127] (u8 x s8 VNNI kernel), if any.
+  bool sep_narrow = false, f8_identity = false;  // f8[a] == a: activations used as they are
+  std::vector<int16_t> f8, g8;
+  std::vector<uint8_t> f8u, g8u;  // f8, g8 as bytes (MapBytesVbmi tables)
+  // Byte-plane form for PlaneGemmVbmi: LUT = base + bias + E, base = a * int8(b) when that
+  // makes E narrower (approximate multipliers are close to the exact product), else 0.
+  bool base_exact = false;
+  int planes_p = 4;
+  int32_t bias = 0;
+  int top_steps = 1;  // PlaneProblem::top_steps
+  std::vector<uint8_t> planes;  // [256 b][planes_p][256 a]
+};
+
+// The preparation of `lut` (int32 [65536]), shared process-wide by content: every node of
+// every session and every training call that uses the same table gets the same object, so a
+// model with many nodes sharing one LUT initializer prepares it once (docs/ops.md, "Memory").
+// Entries live as long as someone holds them.
+std::shared_ptr<const Prepared> PrepareLut(const int32_t* lut);
+// How many preparations were built since the library was loaded (tests check sharing).
+int64_t PreparationCount();
+
+// parallel_for(n, grain, fn): calls fn(begin, end) over a partition of [0, n) (chunks of at
+// least `grain`), possibly concurrently; returns when all are done.
+using ParFn = std::function<void(int64_t, int64_t, const std::function<void(int64_t, int64_t)>&)>;
+
+struct SepB;  // packed weights of the separable GEMMs (lut_ops.cc)
+
+// The weight side of MatMul / Conv (column sums, packed and transposed copies) for one
+// (LUT, ISA, weights). Built per call, or once by a caller whose weights are constant (an
+// ORT initializer), which then passes it to every call.
+struct MatMulWeights {
+  int64_t K = 0, N = 0;
+  std::vector<int32_t> wsum;  // sum_k B[k, n] (wrapping)
+  std::shared_ptr<SepB> sep;  // separable GEMM (or the exact base of a general LUT), if used
+};
+std::shared_ptr<const MatMulWeights> PackMatMulWeights(const Prepared& prep, Isa isa,
+                                                       const int8_t* b, int64_t K, int64_t N);
+
+// Y [M, N] = sum_k LUT[A[m, k], uint8(B[k, n])] - zp * sum_k B[k, n]. A uint8 [M, K], B int8
+// [K, N], both row-major; M, N, K >= 1. `pw`: PackMatMulWeights(prep, isa, b, K, N) or null.
+void MatMul(const Prepared& prep, Isa isa, const uint8_t* a, int64_t M, int64_t K,
+            const int8_t* b, int64_t N, int32_t zp, int32_t* y, const ParFn& par,
+            const MatMulWeights* pw = nullptr);
+
+// NCHW x, OIHW w (C_in / group input channels), NCHW y [NB, Co, OH, OW].
+struct ConvShape {
+  int64_t NB, C, H, W;      // input
+  int64_t Co, Cg, KH, KW;   // weights
+  int64_t sh, sw, pt, pl, pb, pr, dh, dw, group;
+  int64_t OH, OW;           // output (from the above; >= 1)
+};
+// Each output is sum over taps of LUT[x, uint8(w)] - zp * w; a tap outside the image reads
+// the code zp. Work and scratch memory are bounded by the output and the part of the input
+// the output sees: output pixels whose taps all lie in the padding are one constant per
+// channel and cost nothing; im2col runs in bounded blocks of output rows.
+struct ConvWeights {
+  int64_t Co = 0, Kg = 0, group = 1;
+  std::vector<int32_t> wsum;               // per output channel, over its Kg taps
+  bool use_t8 = false, sep = false;        // path taken (depends on LUT and ISA)
+  std::vector<uint8_t> bt;                 // per group [Kg][Og] (uint8 view), non-t8 paths
+  std::vector<std::shared_ptr<SepB>> sepb; // per group, non-t8 separable / exact-base GEMM
+  std::vector<int8_t> wq;                  // t8 path: [Co][round_up(Kg, 4)] (g-mapped)
+};
+// Only s.Co, s.Cg, s.KH, s.KW, s.C and s.group are used.
+std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep, Isa isa,
+                                                   const ConvShape& s, const int8_t* w);
+void Conv(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* x, const int8_t* w,
+          int32_t zp, int32_t* y, const ParFn& par, const ConvWeights* pw = nullptr);
+
+}  // namespace steport::approx
