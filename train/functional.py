@@ -24,7 +24,7 @@ __all__ = ["PactActFn", "GradFactor"]
 class PactActFn(torch.autograd.Function):
     """bitorch.layers.pact.PactActFn: ``PactActFn.apply(input_tensor, alpha, bits)``.
 
-    Forward: ``steport::pact`` (round half to even, DESIGN.md); backward returns
+    Forward: ``steport::pact`` (round half to even, docs/ops.md "Pact"); backward returns
     ``(dx, dalpha, None)`` with dx = g * 1[0 <= x <= alpha], dalpha = sum(g * 1[x >= alpha])."""
 
     @staticmethod
@@ -43,7 +43,7 @@ class PactActFn(torch.autograd.Function):
 
 
 # ---- torchapprox ------------------------------------------------------------------------
-# Shared convention (DESIGN.md): x holds activation codes 0..255 and w weight codes
+# Shared convention (docs/approx.md "The multiplier"): x holds activation codes 0..255 and w weight codes
 # -128..127, as integer-valued float tensors (the quantization scales live outside these
 # Functions, as in torchapprox); products come from LUT[x, uint8(w)]; no zero-point shift
 # (codes are taken as they are, padding uses code 0). Outputs are float sums of products.
@@ -60,7 +60,7 @@ def _check_codes(t: torch.Tensor, lo: int, hi: int, what: str) -> None:
         return  # values are unknown while exporting; eager calls were checked
     tmin, tmax = t.min().item(), t.max().item()
     if tmin < lo or tmax > hi or (t.is_floating_point() and not bool((t == t.round()).all())):
-        raise ValueError(f"{what} must hold integer codes in [{lo}, {hi}] (DESIGN.md: activation "
+        raise ValueError(f"{what} must hold integer codes in [{lo}, {hi}] (docs/approx.md: activation "
                          f"codes 0..255, weight codes -128..127), got values in [{tmin}, {tmax}]")
 
 

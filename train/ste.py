@@ -8,7 +8,7 @@ import torch
 
 
 class _SignSTE(torch.autograd.Function):
-    """sign with sign(0) = +1; backward: clipped identity 1[|x| <= 1] (DESIGN.md Binary)."""
+    """sign with sign(0) = +1; backward: clipped identity 1[|x| <= 1] (docs/binary.md "Conventions")."""
 
     @staticmethod
     def forward(ctx, x):

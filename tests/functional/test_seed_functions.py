@@ -14,7 +14,7 @@ from ..conftest import assert_bitexact, run_fallback, run_steport
 
 
 def numpy_pact(x: np.ndarray, alpha: float, bits: int) -> np.ndarray:
-    """Independent reference: numpy float32, same operation order as DESIGN.md."""
+    """Independent reference: numpy float32, same operation order as docs/ops.md "Pact"."""
     a = np.float32(alpha)
     s = np.float32(2**bits - 1) / a
     return (np.round(np.minimum(np.maximum(x, np.float32(0)), a) * s) / s).astype(np.float32)

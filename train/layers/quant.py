@@ -16,7 +16,7 @@ ACT_BITS = (2, 8)
 
 class PACT(nn.Module):
     """PACT activation quantizer (Choi et al., 2018): learned clipping level alpha, ``bits``
-    unsigned levels. Forward/backward as DESIGN.md; exports to ``ai.steport.quant::Pact``."""
+    unsigned levels. Forward/backward as docs/ops.md "Pact"; exports to ``ai.steport.quant::Pact``."""
 
     def __init__(self, bits: int = 4, alpha_init: float = 6.0):
         super().__init__()

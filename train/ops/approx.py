@@ -1,4 +1,4 @@
-"""ai.steport.approx as torch custom ops (DESIGN.md "Approximate multipliers").
+"""ai.steport.approx as torch custom ops (docs/approx.md "The multiplier").
 
 Integer ops (the PyTorch reference of the ONNX nodes, independent of the C++ kernels):
   steport::approx_matmul_integer(A u8 [..., M, K], B i8 [K, N], lut i32, a_zp u8) -> i32

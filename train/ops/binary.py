@@ -1,4 +1,4 @@
-"""ai.steport.binary as torch custom ops (DESIGN.md "Binary").
+"""ai.steport.binary as torch custom ops (docs/binary.md "Conventions").
 
 Two forms per layer kind:
 - training ops on latent float weights (``binary_linear``, ``binary_conv2d_train``): sign

@@ -1,5 +1,5 @@
 """ai.steport.logic as torch custom ops (the discrete deploy forms that map 1:1 to ONNX nodes)
-plus the plain-torch relaxation used in training (DESIGN.md "Logic-gate networks").
+plus the plain-torch relaxation used in training (docs/logic.md "Gate ids").
 
 Gate id convention: f_id(a, b) = (id >> (3 - (2a + b))) & 1."""
 from __future__ import annotations

@@ -20,7 +20,7 @@ def _check_pact_args(x: torch.Tensor, alpha: torch.Tensor, bits: int) -> None:
 
 
 def pact_reference(x: torch.Tensor, alpha: torch.Tensor, bits: int) -> torch.Tensor:
-    """The reference math, step by step in x's dtype (DESIGN.md PACT).
+    """The reference math, step by step in x's dtype (docs/ops.md "Pact").
 
     The scale is a true division ``levels / alpha``; ``(2**b - 1) / alpha`` would be computed
     by torch as ``reciprocal(alpha) * levels`` and differ in the last bit from ONNX/C++."""
@@ -51,7 +51,7 @@ def _pact_setup(ctx, inputs, output):
 
 
 def pact_grads(x: torch.Tensor, alpha: torch.Tensor, g: torch.Tensor):
-    """dx = g * 1[0 <= x <= alpha];  dalpha = sum(g * 1[x >= alpha])  (DESIGN.md PACT)."""
+    """dx = g * 1[0 <= x <= alpha];  dalpha = sum(g * 1[x >= alpha])  (docs/ops.md "Pact")."""
     a = alpha.reshape(()).to(x.dtype)
     dx = g * ((x >= 0) & (x <= a)).to(g.dtype)
     dalpha = (g * (x >= a).to(g.dtype)).sum().reshape(alpha.shape).to(alpha.dtype)

@@ -1,5 +1,5 @@
 // LUT ("approximate multiplier") GEMM and depthwise conv on raw pointers
-// (DESIGN.md "Approximate multipliers"). The LUT is used transposed, lut_t[b][a] =
+// (docs/approx.md "The multiplier"). The LUT is used transposed, lut_t[b][a] =
 // LUT[a][b], so for a weight code b the 256 possible products form one contiguous int32
 // row (weight-stationary: gather by activation code). Sums wrap modulo 2^32 (int32).
 // Every ISA variant computes the same integers: results are bit-identical.

@@ -1,4 +1,4 @@
-// Logic-gate networks on raw pointers (DESIGN.md "Logic-gate networks").
+// Logic-gate networks on raw pointers (docs/logic.md "Gate ids").
 //   f_id(a, b) = (id >> (3 - (2a + b))) & 1;  input bit = (x != 0).
 // Samples are bit-packed: a block of 64*W samples is W uint64 words per unit (bit i of word
 // w = sample 64w + i of the block); every layer runs on packed words, never unpacked.

@@ -1,4 +1,4 @@
-// PACT activation quantization on raw pointers (DESIGN.md "PACT"):
+// PACT activation quantization on raw pointers (docs/ops.md "Pact"):
 //   y = round(clamp(x, 0, alpha) * s) / s,  s = (2^bits - 1) / alpha  (fp32 division),
 // round half to even; NaN propagates. Every variant does the same fp32 operations in the
 // same order, so all are bit-identical to each other and to the PyTorch op.

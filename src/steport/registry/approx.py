@@ -2,7 +2,7 @@
 
 A multiplier is a 256x256 int32 table LUT[a][b], a = activation code (uint8), b = weight
 code as its uint8 bit pattern (two's complement of the int8), in this order for every op
-(DESIGN.md "Approximate multipliers"; docs/approx.md). Results are int32; sums wrap modulo
+(docs/approx.md "The multiplier"). Results are int32; sums wrap modulo
 2^32 like int32 arithmetic (never reached by 8-bit multipliers at realistic K)."""
 from .spec import Attr, OpSpec, Port
 

@@ -1,6 +1,6 @@
 """ai.steport.binary: XNOR-popcount GEMM and conv on sign-binarized inputs (docs/binary.md).
 
-Conventions (DESIGN.md "Binary"): sign(0) = +1; bit 1 = +1; bits packed LSB first along the
+Conventions (docs/binary.md "Conventions"): sign(0) = +1; bit 1 = +1; bits packed LSB first along the
 reduction axis into uint64 words; dot = K - 2 * popcount(a XOR b); tail bits of a packed
 weight word are ignored. Scale and bias are applied after the integer dot, in that order:
 y = float(dot) * scale + bias (two roundings, never fused)."""

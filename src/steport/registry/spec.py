@@ -6,7 +6,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-# One ONNX domain per op family, version 1 (DESIGN.md "Export").
+# One ONNX domain per op family, version 1 (docs/ops.md).
 DOMAINS: dict[str, str] = {
     "quant": "ai.steport.quant",
     "binary": "ai.steport.binary",
@@ -16,7 +16,7 @@ DOMAINS: dict[str, str] = {
 DOMAIN_VERSION = 1
 # Standard ONNX opset the exporter and the fallback bodies target.
 ONNX_OPSET = 18
-# onnxruntime 1.31 reads IR <= 13 while onnx 1.23 writes 14 by default (DESIGN.md).
+# onnxruntime 1.31 reads IR <= 13 while onnx 1.23 writes 14 by default (docs/ops.md).
 IR_VERSION = 10
 
 REQUIRED = object()  # marker: attribute has no default
