@@ -627,6 +627,10 @@ class Server:
         while True:
             with httpd.conn_lock:
                 conns = list(httpd.conns)
+                # accepted connections whose handler thread has not registered in conns yet
+                # (thread start is slow under load) still count: their request is answered
+                # before the batchers stop
+                unregistered = httpd.active - len(conns)
             for c in conns:
                 if c.busy or c.header_t0 is None:
                     continue
@@ -641,7 +645,7 @@ class Server:
                         c.connection.shutdown(socket.SHUT_RD)
                     except OSError:
                         pass
-            if not conns:
+            if not conns and unregistered <= 0:
                 break
             if time.monotonic() > deadline:
                 clean = False
