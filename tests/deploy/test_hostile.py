@@ -233,7 +233,13 @@ def test_no_access_log_means_no_per_request_lines(make_server):
     assert not [x for x in lines if x["event"] in ("http", "request")], lines
     srv2 = make_server()  # with the access log: one "request" line per request, info level
     assert ok(srv2.port)
-    lines = [json.loads(x) for x in srv2.log_buffer.getvalue().splitlines()]
+    # the handler writes its access line after the response went out: wait for it
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(x) for x in srv2.log_buffer.getvalue().splitlines()]
+        if any(x["event"] == "request" for x in lines) or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     assert [x["level"] for x in lines if x["event"] == "request"] == ["info"]
     assert not [x for x in lines if x["event"] == "http"]
 
