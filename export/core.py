@@ -111,6 +111,18 @@ def finalize(model: onnx.ModelProto, metadata: dict[str, Any] | None = None,
     return model
 
 
+def check_exportable(model: torch.nn.Module) -> None:
+    """Each layer's check_exportable() hook; its ExportError is re-raised naming the layer."""
+    for name, mod in model.named_modules():
+        fn = getattr(mod, "check_exportable", None)
+        if callable(fn):
+            try:
+                fn()
+            except ExportError as e:
+                raise ExportError(f"layer '{name or type(mod).__name__}' "
+                                  f"({type(mod).__name__}): {e}") from None
+
+
 def export_model(model: torch.nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Tensor,
                  path: str | os.PathLike | None = None, *, input_names: Sequence[str] = ("input",),
                  output_names: Sequence[str] = ("output",), dynamic_batch: bool = True,
@@ -125,14 +137,7 @@ def export_model(model: torch.nn.Module, example_inputs: Sequence[torch.Tensor] 
     # Layer hooks: check_exportable() raises ExportError for configurations we cannot export
     # faithfully; prepare_export() switches a layer to its deployment form (packed/int8
     # buffers, discretized gates) until finish_export().
-    for name, mod in model.named_modules():
-        fn = getattr(mod, "check_exportable", None)
-        if callable(fn):
-            try:
-                fn()
-            except ExportError as e:
-                raise ExportError(f"layer '{name or type(mod).__name__}' "
-                                  f"({type(mod).__name__}): {e}") from None
+    check_exportable(model)
     was_training = model.training
     model.eval()
     prepared = [m for m in model.modules() if callable(getattr(m, "prepare_export", None))]

@@ -22,7 +22,7 @@ from torch import nn
 
 from steport.registry import IR_VERSION, ONNX_OPSET
 
-from .core import ExportError, finalize, save
+from .core import ExportError, check_exportable, finalize, save
 
 __all__ = ["ActQuant", "IntegerPlan", "build_plan", "to_onnx", "export_integer_model",
            "integer_reference", "INT32_MAX"]
@@ -467,14 +467,7 @@ def export_integer_model(model: nn.Module, example_input: torch.Tensor,
                          metadata: dict[str, Any] | None = None) -> onnx.ModelProto:
     """Export ``model`` as an integer QDQ network (docs/ops.md "Integer models"). Checks
     the plan against the model's own fake-quant forward on ``example_input`` (shapes)."""
-    for name, mod in model.named_modules():
-        fn = getattr(mod, "check_exportable", None)
-        if callable(fn):
-            try:
-                fn()
-            except ExportError as e:
-                raise ExportError(f"layer '{name or type(mod).__name__}' "
-                                  f"({type(mod).__name__}): {e}") from None
+    check_exportable(model)
     plan = build_plan(model, example_input.dim())
     proto = to_onnx(plan, tuple(example_input.shape))
     meta = {"integer": {"format": "qdq", "plan": plan.describe()}, **(metadata or {})}
