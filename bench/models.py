@@ -65,6 +65,9 @@ VARIANTS: list[Variant] = [
             {"bits": 4, "weight_bits": 8}),
     # approx: exact LUT, a separable one (DRUM k=4: f(a) * g(b)) and a general one (Mitchell)
     Variant("approx-exact", {"vgg_small": "approx_vgg_small", "cnn28": "approx_cnn28"}),
+    # the exact LUT as an integer network (QDQ: ORT's QLinearConv / QGemm), `export --integer`
+    Variant("approx-exact-int", {"vgg_small": "approx_vgg_small", "cnn28": "approx_cnn28"},
+            integer=True),
     Variant("approx-drum_k4", {"vgg_small": "approx_vgg_small", "cnn28": "approx_cnn28"},
             {"multiplier": "drum_k4"}),
     Variant("approx-mitchell", {"vgg_small": "approx_vgg_small", "cnn28": "approx_cnn28"},

@@ -27,8 +27,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--invert", action="store_true",
                    help="dark-on-light images for a model trained light-on-dark")
     p.add_argument("--integer", action="store_true",
-                   help="quantized (QConv2d/QLinear) models: export as an integer QDQ network "
-                        "that ORT runs on int8 kernels (docs/ops.md, Integer models)")
+                   help="quantized models (QConv2d/QLinear, or approx layers with the exact "
+                        "multiplier): export as an integer QDQ network that ORT runs on int8 "
+                        "kernels (docs/ops.md, Integer models)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("verify", help="compare PyTorch, ORT + steport ops, and stock ORT")

@@ -1,6 +1,8 @@
 """Integer export of quantized networks: QConv2d / QLinear (PACT or signed input quantizer,
-symmetric or DoReFa weights) as a standard-ONNX QDQ graph that ONNX Runtime fuses into
-QLinearConv / QGemm, so the network runs on integer kernels end to end.
+symmetric or DoReFa weights) and ApproxConv2d / ApproxLinear with the exact multiplier (uint8
+affine activations with a zero point, symmetric int8 weights: an exact LUT product is an int8
+product) as a standard-ONNX QDQ graph that ONNX Runtime fuses into QLinearConv / QGemm, so the
+network runs on integer kernels end to end.
 
 The arithmetic is specified in docs/ops.md ("Integer models"). ``build_plan`` turns a model
 into a list of steps (quantize, clip codes, integer conv/gemm with requantization, max-pool
@@ -34,11 +36,13 @@ _NEUTRAL = (nn.Dropout, nn.Identity)
 
 @dataclass(frozen=True)
 class ActQuant:
-    """Activation codes: ``x ≈ scale · code``, zero point 0, codes in [lo, hi]; carried in
-    uint8 (unsigned) or int8 (signed)."""
+    """Activation codes: ``x ≈ scale · (code - zero_point)``, codes in [lo, hi]; carried in
+    uint8 (unsigned) or int8 (signed). The zero point is 0 except for the approximate-
+    multiplier layers' uint8 affine quantizer (ApproxConv2d / ApproxLinear)."""
     scale: float  # an fp32 value
     bits: int
     signed: bool
+    zero_point: int = 0
 
     @property
     def lo(self) -> int:
@@ -152,16 +156,29 @@ class IntegerPlan:
 
 # ---- model -> plan -----------------------------------------------------------------------
 
-def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def _quantized_types() -> tuple[type, ...]:
+    """The layers that become integer conv / gemm steps."""
+    from steport.train.layers.approx import ApproxConv2d, ApproxLinear
     from steport.train.layers.quant import QConv2d, QLinear
 
+    return (QConv2d, QLinear, ApproxConv2d, ApproxLinear)
+
+
+def _is_approx(m: nn.Module) -> bool:
+    from steport.train.layers.approx import ApproxConv2d, ApproxLinear
+
+    return isinstance(m, (ApproxConv2d, ApproxLinear))
+
+
+def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    quantized = _quantized_types()
     out = []
 
     def rec(prefix: str, m: nn.Module) -> None:
         if isinstance(m, nn.Sequential):
             for n, c in m.named_children():
                 rec(f"{prefix}.{n}" if prefix else n, c)
-        elif isinstance(m, (QConv2d, QLinear)) or not list(m.children()):
+        elif isinstance(m, quantized) or not list(m.children()):
             out.append((prefix or type(m).__name__, m))
         else:
             raise ExportError(f"layer '{prefix or type(m).__name__}' ({type(m).__name__}): the "
@@ -175,9 +192,30 @@ def _err(name: str, m: nn.Module, msg: str) -> ExportError:
     return ExportError(f"layer '{name}' ({type(m).__name__}): {msg}")
 
 
+def _approx_act_quant(name: str, m: nn.Module) -> ActQuant:
+    """An approximate-multiplier layer with the exact LUT: uint8 affine codes (its frozen
+    observed/learned range, the same scale and zero point as its ai.steport.approx export)."""
+    from steport.train.layers.approx import exact_lut
+
+    if m.mode == "float":
+        raise _err(name, m, "mode 'float' has no integer form; use 'quant' or 'lut'")
+    if not m.has_lut or not np.array_equal(m.lut.detach().cpu().numpy(), exact_lut()):
+        raise _err(name, m, f"multiplies with {m.multiplier_name!r}, not the exact multiplier: "
+                            "the integer export runs ONNX Runtime's exact int8 kernels. Export "
+                            "it with steport.export.export_model (ai.steport.approx nodes carry "
+                            "its LUT)")
+    scale, zp = m.act.frozen()
+    scale = np.float32(scale.reshape(-1)[0].item())
+    if not (scale > 0 and np.isfinite(scale)):
+        raise _err(name, m, f"activation scale {scale} is not a positive fp32")
+    return ActQuant(float(scale), 8, False, int(zp))
+
+
 def _act_quant(name: str, m: nn.Module) -> ActQuant:
     from steport.train.layers.quant import PACT, SignedActQuant
 
+    if _is_approx(m):
+        return _approx_act_quant(name, m)
     q = m.input_quantizer
     if q is None:
         raise _err(name, m, "has float input (act_bits=None); the integer export needs an "
@@ -197,9 +235,36 @@ def _act_quant(name: str, m: nn.Module) -> ActQuant:
     return ActQuant(float(scale), q.bits, signed)
 
 
+def _approx_weights(m: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 codes, fp32 scale per output channel) exactly as ApproxConv2d / ApproxLinear
+    quantize their weights for export: round(w / (max|w| / 127)), saturated to int8."""
+    from steport.train.layers.approx import weight_scale
+
+    w = m.weight.detach().cpu().float()
+    ws = weight_scale(w, m.per_channel)
+    s = ws.reshape(-1, *([1] * (w.dim() - 1))) if ws.numel() > 1 else ws.reshape(())
+    codes = torch.clamp(torch.round(w / s), -128, 127)
+    scale = ws.reshape(-1).expand(w.shape[0]) if ws.numel() == 1 else ws
+    return codes.double().numpy(), scale.double().numpy()
+
+
+def _conv_attrs(name: str, m: nn.Module) -> dict:
+    if getattr(m, "padding_mode", "zeros") != "zeros" or isinstance(m.padding, str):
+        raise _err(name, m, f"padding {m.padding!r} / padding_mode {m.padding_mode!r}: the "
+                            "integer export supports explicit zero padding only")
+    ph, pw = m.padding
+    return {"strides": list(m.stride), "pads": [ph, pw, ph, pw],
+            "dilations": list(m.dilation), "group": m.groups}
+
+
 def _linear_step(name: str, m: nn.Module, x_q: ActQuant) -> IntLinearStep:
+    from steport.train.layers.approx import ApproxConv2d
     from steport.train.layers.quant import QConv2d
 
+    if _is_approx(m):
+        codes, scale = _approx_weights(m)
+        conv = _conv_attrs(name, m) if isinstance(m, ApproxConv2d) else {}
+        return _new_linear_step(name, m, x_q, codes, scale, conv)
     if m.weight_quant is None:
         raise _err(name, m, "has float weights (weight_quant=None); the integer export needs "
                             "quantized weights")
@@ -210,16 +275,14 @@ def _linear_step(name: str, m: nn.Module, x_q: ActQuant) -> IntLinearStep:
     codes, scale = m.weight_codes()
     codes = codes.detach().cpu().double().numpy()
     scale = scale.detach().cpu().double().numpy()
+    conv = _conv_attrs(name, m) if isinstance(m, QConv2d) else {}
+    return _new_linear_step(name, m, x_q, codes, scale, conv)
+
+
+def _new_linear_step(name: str, m: nn.Module, x_q: ActQuant, codes: np.ndarray,
+                     scale: np.ndarray, conv: dict) -> IntLinearStep:
     if not (np.isfinite(scale).all() and (scale > 0).all()):
         raise _err(name, m, "weight scale is not positive and finite (NaN weights?)")
-    conv = {}
-    if isinstance(m, QConv2d):
-        if m.padding_mode != "zeros" or isinstance(m.padding, str):
-            raise _err(name, m, f"padding {m.padding!r} / padding_mode {m.padding_mode!r}: the "
-                                "integer export supports explicit zero padding only")
-        ph, pw = m.padding
-        conv = {"strides": list(m.stride), "pads": [ph, pw, ph, pw],
-                "dilations": list(m.dilation), "group": m.groups}
     bias = (m.bias.detach().cpu().double().numpy() if m.bias is not None
             else np.zeros(codes.shape[0]))
     step = IntLinearStep(name, "conv" if conv else "gemm", codes, scale, np.zeros(0, np.int32),
@@ -257,6 +320,10 @@ def _finish_linear(step: IntLinearStep, name: str, m: nn.Module) -> None:
     codes = np.array(step.raw_codes, np.float64)
     sign = np.where(k < 0, -1.0, 1.0)
     zero = k == 0
+    flipped = (sign < 0).reshape((-1,) + (1,) * (codes.ndim - 1)) & (codes == -128)
+    if flipped.any():
+        raise _err(name, m, "a negative BatchNorm scale flips a channel holding weight code "
+                            "-128, which has no int8 negation")
     codes = codes * sign.reshape((-1,) + (1,) * (codes.ndim - 1))
     codes[zero] = 0
     w_scale = np.where(zero, step.raw_w_scale, step.raw_w_scale * np.abs(k)).astype(np.float32)
@@ -268,7 +335,8 @@ def _finish_linear(step: IntLinearStep, name: str, m: nn.Module) -> None:
     bias_q = np.round(bias_f / acc_unit)  # numpy rounds half to even
     # int32 accumulators (MLAS) must hold the largest possible sum.
     fan_in = int(np.prod(codes.shape[1:]))
-    x_max = max(abs(step.x_q.lo), abs(step.x_q.hi))
+    zq = step.x_q.zero_point
+    x_max = max(abs(step.x_q.lo - zq), abs(step.x_q.hi - zq))
     worst = fan_in * x_max * float(np.abs(codes).max(initial=0)) + np.abs(bias_q).max(initial=0)
     if not np.isfinite(bias_q).all() or worst > INT32_MAX:
         raise _err(name, m, f"integer accumulator could reach {worst:.3g}, beyond int32 "
@@ -280,25 +348,24 @@ def _next_quantizer(layers, start: int):
     """The input quantizer of the next quantized layer, if only max-pool / flatten / ReLU /
     no-op layers lie between; None when the network ends first. Any other layer cannot sit
     between integer layers."""
-    from steport.train.layers.quant import QConv2d, QLinear
-
+    quantized = _quantized_types()
     for name, m in layers[start:]:
-        if isinstance(m, (QConv2d, QLinear)):
+        if isinstance(m, quantized):
             return _act_quant(name, m)
         if isinstance(m, (nn.MaxPool2d, nn.Flatten, nn.ReLU) + _NEUTRAL):
             continue
         raise _err(name, m, "cannot be expressed in the integer export between quantized "
                             "layers (supported: MaxPool2d, Flatten, ReLU, Dropout, Identity, "
-                            "and BatchNorm directly after a QConv2d/QLinear)")
+                            "and BatchNorm directly after a quantized layer)")
     return None
 
 
 def build_plan(model: nn.Module, input_rank: int = 4) -> IntegerPlan:
     """Walk an nn.Sequential of QConv2d / QLinear (+ BatchNorm folded into them, ReLU,
     MaxPool2d, Flatten, Dropout, Identity) into integer steps (docs/ops.md "Integer
-    models"). Raises ExportError naming the first layer it cannot express."""
-    from steport.train.layers.quant import QConv2d, QLinear
-
+    models"). ApproxConv2d / ApproxLinear count as quantized layers when they multiply
+    exactly. Raises ExportError naming the first layer it cannot express."""
+    quantized = _quantized_types()
     layers = _leaves(model)
     steps: list = []
     cur: ActQuant | None = None  # codes of this quantizer flow; None: float values flow
@@ -316,13 +383,13 @@ def build_plan(model: nn.Module, input_rank: int = 4) -> IntegerPlan:
             clip = (cur.lo, cur.hi)
 
     for i, (name, m) in enumerate(layers):
-        if isinstance(m, (QConv2d, QLinear)):
+        if isinstance(m, quantized):
             q = _act_quant(name, m)
             close(i)
             if cur is None:
                 steps.append(QuantizeStep(q))
                 cur = q
-                if not q.signed and (q.lo, q.hi) != q.dtype_range:
+                if not q.signed and (q.lo, q.hi) != q.dtype_range:  # PACT below 8 bits
                     clip = (q.lo, q.hi)
             if cur != q:  # pragma: no cover - close() requantizes to this very quantizer
                 raise _err(name, m, "codes arrive with a different quantizer")
@@ -333,7 +400,7 @@ def build_plan(model: nn.Module, input_rank: int = 4) -> IntegerPlan:
             cur = None
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             if pending is None:
-                raise _err(name, m, "BatchNorm must directly follow a QConv2d/QLinear to be "
+                raise _err(name, m, "BatchNorm must directly follow a quantized layer to be "
                                     "folded into its integer weights' scales and bias")
             _fold_bn(pending, name, m)
         elif isinstance(m, (nn.ReLU, nn.MaxPool2d, nn.Flatten) + _NEUTRAL):
@@ -341,9 +408,9 @@ def build_plan(model: nn.Module, input_rank: int = 4) -> IntegerPlan:
             if isinstance(m, nn.ReLU):
                 if cur is None:
                     steps.append(ReluStep())
-                elif cur.signed:  # unsigned codes are >= 0 already
+                elif cur.signed or cur.zero_point > 0:  # zero-point-0 uint8 codes are >= 0
                     lo, hi = clip or (cur.lo, cur.hi)
-                    clip = (max(lo, 0), hi)
+                    clip = (max(lo, cur.zero_point), hi)
             elif isinstance(m, nn.MaxPool2d):
                 steps.append(_maxpool(name, m))
             elif isinstance(m, nn.Flatten):
@@ -360,7 +427,8 @@ def build_plan(model: nn.Module, input_rank: int = 4) -> IntegerPlan:
             steps.append(ClipStep(*clip, cur.np_dtype))
         steps.append(DequantizeStep(cur))
     if not any(isinstance(s, IntLinearStep) for s in steps):
-        raise ExportError("the model has no QConv2d/QLinear layer: nothing to export as integers")
+        raise ExportError("the model has no quantized layer (QConv2d/QLinear, or an exact "
+                          "ApproxConv2d/ApproxLinear): nothing to export as integers")
     return IntegerPlan(steps, input_rank)
 
 
@@ -397,9 +465,9 @@ def to_onnx(plan: IntegerPlan, input_shape: tuple[int, ...], input_name: str = "
     qparams: dict[tuple, tuple[str, str]] = {}
 
     def act_params(q: ActQuant, offset: bool = False) -> tuple[str, str]:
-        key = (q.scale, q.signed, offset)
+        key = (q.scale, q.signed, q.zero_point, offset)
         if key not in qparams:
-            zp = np.uint8(128) if offset else q.np_dtype(0)
+            zp = np.uint8(128) if offset else q.np_dtype(q.zero_point)
             qparams[key] = (init(np.float32(q.scale), "act_scale"), init(zp, "act_zp"))
         return qparams[key]
 
@@ -496,20 +564,23 @@ def integer_reference(plan: IntegerPlan, x: torch.Tensor) -> torch.Tensor:
             if st.float_clip is not None:
                 x = torch.clamp(x, *st.float_clip)
             lo, hi = st.q.dtype_range
-            x = torch.clamp(torch.round(x / torch.tensor(st.q.scale, dtype=torch.float32)), lo, hi)
-            x = x.to(torch.float64)  # codes
+            x = torch.round(x / torch.tensor(st.q.scale, dtype=torch.float32)) + st.q.zero_point
+            x = torch.clamp(x, lo, hi).to(torch.float64)  # codes
         elif isinstance(st, ClipStep):
             x = torch.clamp(x, st.lo, st.hi)
         elif isinstance(st, IntLinearStep):
             w = torch.from_numpy(st.w_codes.astype(np.float64))
+            # code - zero point; the conv's zero padding is then padding with the zero-point
+            # code, as QLinearConv pads
+            xz = x - st.x_q.zero_point
             if st.kind == "conv":
                 c = st.conv
                 acc = torch.nn.functional.conv2d(
-                    x, w, stride=tuple(c["strides"]), padding=(c["pads"][0], c["pads"][1]),
+                    xz, w, stride=tuple(c["strides"]), padding=(c["pads"][0], c["pads"][1]),
                     dilation=tuple(c["dilations"]), groups=c["group"])
                 shape = (1, -1, 1, 1)
             else:
-                acc = x @ w.T
+                acc = xz @ w.T
                 shape = (1, -1)
             acc = acc + torch.from_numpy(st.bias.astype(np.float64)).reshape(shape)
             accf = _fp32(acc)  # int32 -> fp32 conversion (rounds beyond 2^24, as MLAS)
@@ -520,7 +591,8 @@ def integer_reference(plan: IntegerPlan, x: torch.Tensor) -> torch.Tensor:
             else:
                 mult = unit / torch.tensor(st.out_q.scale, dtype=torch.float32)
                 lo, hi = st.out_q.dtype_range
-                x = torch.clamp(torch.round(accf * mult.reshape(shape)), lo, hi).to(torch.float64)
+                x = torch.round(accf * mult.reshape(shape)) + st.out_q.zero_point
+                x = torch.clamp(x, lo, hi).to(torch.float64)
         elif isinstance(st, MaxPoolStep):
             x = torch.nn.functional.max_pool2d(x, st.kernel, st.stride, st.pads, st.dilation,
                                                ceil_mode=st.ceil_mode)
@@ -529,7 +601,7 @@ def integer_reference(plan: IntegerPlan, x: torch.Tensor) -> torch.Tensor:
         elif isinstance(st, ReluStep):
             x = torch.relu(x)
         elif isinstance(st, DequantizeStep):
-            x = _fp32(x) * torch.tensor(st.q.scale, dtype=torch.float32)
+            x = _fp32(x - st.q.zero_point) * torch.tensor(st.q.scale, dtype=torch.float32)
         else:  # pragma: no cover
             raise TypeError(st)
     return x.to(torch.float32)

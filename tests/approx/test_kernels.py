@@ -33,6 +33,9 @@ LUTS = {
     "sep-wide": lambda: np.outer(np.random.default_rng(8).integers(-900, 900, 256),
                                  np.random.default_rng(9).integers(-700, 700, 256)).astype(np.int32),
     "zero": lambda: np.zeros((256, 256), np.int32),
+    # narrow for every weight code but -128 (like DRUM, |g(-128)| = 144): u8 x s8 when the
+    # weights avoid -128, int16 when they hold it
+    "sep-m128": lambda: np.outer(A, np.where(B == -128, -144, B)).astype(np.int32),
 }
 
 # (M, K, N): row tails around 64/256, column tails around 16/64, K around 4 and 256 (the
@@ -89,7 +92,8 @@ CONV_CASES = [
 ]
 
 
-@pytest.mark.parametrize("lut_name", ["p1", "p2-top8", "p4", "sep-neg", "sep-wide", "zero"])
+@pytest.mark.parametrize("lut_name", ["p1", "p2-top8", "p4", "sep-neg", "sep-wide", "zero",
+                                      "sep-m128"])
 def test_conv_paths(lut_name, isa, path):
     if path != "default" and isa != "avx512":
         pytest.skip("the switches only matter for AVX-512")
@@ -104,6 +108,33 @@ def test_conv_paths(lut_name, isa, path):
         got = run_steport(model, feeds, threads=1 + i % 2)[0]
         ref = np_conv(x, w, lut, zp, strides, pads, dil, group)
         assert_bitexact(got, ref, f"{lut_name} {isa}/{path} case {i}")
+
+
+@pytest.mark.parametrize("multiplier", ["drum_k4", "sep-m128"])
+def test_narrow_but_minus_128(multiplier, isa):
+    """A separable LUT whose int8 factor fits int8 for every weight code but -128: weights
+    without -128 (what symmetric quantization produces) run the u8 x s8 kernels, weights with
+    it the int16 ones; both exact, in one session (the weights are inputs here)."""
+    from steport.train.multipliers import get_multiplier
+
+    lut = (LUTS[multiplier]() if multiplier in LUTS
+           else np.asarray(get_multiplier(multiplier).lut(), np.int32))
+    rng = np.random.default_rng(11)
+    xs, ws, strides, pads, dil, group = CONV_CASES[4]
+    x = rng.integers(0, 256, xs, dtype=np.uint8)
+    a = rng.integers(0, 256, (70, 300), dtype=np.uint8)
+    import steport
+    conv = steport.session(conv_model(strides=strides, pads=pads, dilations=dil,
+                                      group=group).SerializeToString(), threads=2)
+    mm = steport.session(mm_model().SerializeToString(), threads=2)
+    for lo in (-127, -128):
+        w = rng.integers(lo, 128, ws, dtype=np.int8)
+        b = rng.integers(lo, 128, (300, 33), dtype=np.int8)
+        assert ((w == -128).any() and (b == -128).any()) == (lo == -128)
+        got = conv.run(None, {"X": x, "W": w, "lut": lut, "x_zero_point": np.array(9, np.uint8)})[0]
+        assert_bitexact(got, np_conv(x, w, lut, 9, strides, pads, dil, group), f"conv {lo}")
+        got = mm.run(None, {"A": a, "B": b, "lut": lut, "a_zero_point": np.array(0, np.uint8)})[0]
+        assert_bitexact(got, np_matmul(a, b, lut, 0), f"matmul {lo}")
 
 
 def test_lut_swap_between_runs():

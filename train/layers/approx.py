@@ -118,6 +118,15 @@ def fake_quant_weight(w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return torch.clamp(round_ste(w / s), -128, 127) * s
 
 
+def _multiplier_name(multiplier) -> str:
+    """A readable name for messages and repr: the library name, or what was passed."""
+    if multiplier is None:
+        return "exact"
+    if isinstance(multiplier, str):
+        return multiplier
+    return getattr(multiplier, "name", None) or "a custom LUT"
+
+
 class _ApproxBase(nn.Module):
     def _init_approx(self, multiplier, mode, per_channel, act_range, model):
         if mode not in MODES:
@@ -130,7 +139,7 @@ class _ApproxBase(nn.Module):
         if mode == "quant":
             lut = exact_lut()
         self.register_buffer("lut", torch.from_numpy(lut.copy()), persistent=True)
-        self.multiplier_name = getattr(multiplier, "name", None) if multiplier is not None else "exact"
+        self.multiplier_name = _multiplier_name(multiplier)
         self.act = ActQuant(act_range)
         self._model_id = ops.register_behavioural_model(model) if model is not None else -1
         self._deploy = False
@@ -138,6 +147,7 @@ class _ApproxBase(nn.Module):
     def set_multiplier(self, multiplier) -> None:
         self.lut.copy_(torch.from_numpy(resolve_lut(multiplier)))
         self.has_lut = True
+        self.multiplier_name = _multiplier_name(multiplier)
 
     def _quant_inputs(self, x):
         xq = self.act(x)

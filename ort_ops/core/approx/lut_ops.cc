@@ -56,33 +56,48 @@ void NarrowFactors(Prepared& p) {
     return;
   }
   const int64_t C = gf * gg;
-  for (int sign : {1, -1})
-    for (int64_t c1 = 1; c1 <= 255; ++c1) {
-      if (C % c1) continue;
-      const int64_t c2 = C / c1;
-      bool ok = true;
-      for (int i = 0; i < 256 && ok; ++i) {
-        const int64_t f = sign * c1 * (p.sep.f[i] / gf), g = sign * c2 * (p.sep.g[i] / gg);
-        ok = f >= 0 && f <= 255 && g >= -128 && g <= 127;
+  // First a split that fits every weight code; else one that fits every code but -128, whose
+  // g alone may not fit int8 (DRUM: |g(-128)| = 144). Symmetric weight quantization never
+  // produces -128, so the narrow kernels still serve such weights (NarrowFor).
+  for (bool skip_m128 : {false, true})
+    for (int sign : {1, -1})
+      for (int64_t c1 = 1; c1 <= 255; ++c1) {
+        if (C % c1) continue;
+        const int64_t c2 = C / c1;
+        bool ok = true;
+        for (int i = 0; i < 256 && ok; ++i) {
+          const int64_t f = sign * c1 * (p.sep.f[i] / gf), g = sign * c2 * (p.sep.g[i] / gg);
+          ok = f >= 0 && f <= 255 && ((skip_m128 && i == 128) || (g >= -128 && g <= 127));
+        }
+        if (!ok) continue;
+        p.f8.resize(256), p.g8.resize(256);
+        for (int i = 0; i < 256; ++i) {
+          p.f8[i] = static_cast<int16_t>(sign * c1 * (p.sep.f[i] / gf));
+          p.g8[i] = static_cast<int16_t>(sign * c2 * (p.sep.g[i] / gg));
+        }
+        p.sep_narrow = !skip_m128;
+        p.narrow_but_m128 = skip_m128;
+        if (skip_m128) p.g8[128] = 0;  // never read: NarrowFor refuses weights holding -128
+        p.f8_identity = true;
+        p.f8u.resize(256), p.g8u.resize(256);
+        for (int i = 0; i < 256; ++i) {
+          p.f8_identity = p.f8_identity && p.f8[i] == i;
+          p.f8u[i] = static_cast<uint8_t>(p.f8[i]);
+          p.g8u[i] = static_cast<uint8_t>(p.g8[i]);
+        }
+        return;
       }
-      if (!ok) continue;
-      p.f8.resize(256), p.g8.resize(256);
-      for (int i = 0; i < 256; ++i) {
-        p.f8[i] = static_cast<int16_t>(sign * c1 * (p.sep.f[i] / gf));
-        p.g8[i] = static_cast<int16_t>(sign * c2 * (p.sep.g[i] / gg));
-      }
-      p.sep_narrow = true;
-      p.f8_identity = true;
-      p.f8u.resize(256), p.g8u.resize(256);
-      for (int i = 0; i < 256; ++i) {
-        p.f8_identity = p.f8_identity && p.f8[i] == i;
-        p.f8u[i] = static_cast<uint8_t>(p.f8[i]);
-        p.g8u[i] = static_cast<uint8_t>(p.g8[i]);
-      }
-      return;
-    }
 }
 
+}  // namespace
+
+bool NarrowFor(const Prepared& p, const uint8_t* b, int64_t n) {
+  if (p.sep_narrow) return true;
+  if (!p.narrow_but_m128) return false;
+  return std::find(b, b + n, uint8_t{0x80}) == b + n;
+}
+
+namespace {
 void PreparePlanes(Prepared& p) {
   auto range = [&](bool exact, int64_t& lo) {
     int64_t mn = INT64_MAX, mx = INT64_MIN;
@@ -301,7 +316,7 @@ struct GemmRunner {
   // The weight side the Sep / General paths need (null when General needs none).
   std::shared_ptr<SepB> PackB(const uint8_t* b, int64_t K, int64_t N) const {
     if (prep.sep.ok && k_isa_sep) {
-      const bool narrow = k.sep8 && prep.sep_narrow;
+      const bool narrow = k.sep8 && NarrowFor(prep, b, K * N);
       const int16_t* g = narrow ? prep.g8.data() : prep.sep.g.data();
       return MakeSepB(narrow, k.amx, avx512, [&](int64_t kk, int64_t n) { return g[b[kk * N + n]]; }, K,
                       N, k.vbmi && narrow ? b : nullptr, prep.g8u.data());
@@ -690,7 +705,9 @@ std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep, Isa isa
   cw->sep = prep.sep.ok && isa != Isa::kPortable;
   // VNNI + VBMI: the separable GEMM (or the exact base of a general LUT) runs transposed
   // on 4-row interleaved columns, writing NCHW rows directly; no im2row copy.
-  cw->use_t8 = kern.sep8 && kern.vbmi && (cw->sep ? prep.sep_narrow : kern.planes && prep.base_exact);
+  cw->use_t8 = kern.sep8 && kern.vbmi &&
+               (cw->sep ? NarrowFor(prep, reinterpret_cast<const uint8_t*>(wp), Co * Kg)
+                        : kern.planes && prep.base_exact);
   // Weights per group transposed to [Kg][Og] (uint8 view); not needed by the t8 separable path.
   if (!(cw->use_t8 && cw->sep)) {
     cw->bt.resize(group * Kg * Og);

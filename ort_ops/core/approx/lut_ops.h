@@ -21,6 +21,8 @@ struct Prepared {
   Separable sep;
   // A rescaling of sep with f in [0, 255], g in [-128, 127] (u8 x s8 VNNI kernel), if any.
   bool sep_narrow = false, f8_identity = false;  // f8[a] == a: activations used as they are
+  // Narrow for every weight code except -128 (g8[128] is a placeholder): see NarrowFor.
+  bool narrow_but_m128 = false;
   std::vector<int16_t> f8, g8;
   std::vector<uint8_t> f8u, g8u;  // f8, g8 as bytes (MapBytesVbmi tables)
   // Byte-plane form for PlaneGemmVbmi: LUT = base + bias + E, base = a * int8(b) when that
@@ -37,6 +39,9 @@ struct Prepared {
 // model with many nodes sharing one LUT initializer prepares it once (docs/ops.md, "Memory").
 // Entries live as long as someone holds them.
 std::shared_ptr<const Prepared> PrepareLut(const int32_t* lut);
+// The u8 x s8 factors f8, g8 serve these n weight codes (uint8 view): the LUT is narrow for
+// every code, or for every code but -128 and -128 does not occur.
+bool NarrowFor(const Prepared& p, const uint8_t* b, int64_t n);
 // How many preparations were built since the library was loaded (tests check sharing).
 int64_t PreparationCount();
 
