@@ -137,6 +137,21 @@ def test_narrow_but_minus_128(multiplier, isa):
         assert_bitexact(got, np_matmul(a, b, lut, 0), f"matmul {lo}")
 
 
+@pytest.mark.parametrize("lut_name", ["p1", "sep-m128"])
+def test_conv_row_blocks(lut_name, isa):
+    """A "same" 3x3 conv large enough that im2col runs in several blocks of output rows
+    (4 MiB each): the blocks' first/last rows and the top/bottom padding rows land in
+    different blocks."""
+    lut = LUTS[lut_name]()
+    rng = np.random.default_rng(21)
+    x = rng.integers(0, 256, (1, 256, 70, 64), dtype=np.uint8)
+    w = rng.integers(-127, 128, (2, 256, 3, 3), dtype=np.int8)
+    model = conv_model(strides=[1, 1], pads=[1, 1, 1, 1], dilations=[1, 1], group=1)
+    feeds = {"X": x, "W": w, "lut": lut, "x_zero_point": np.array(5, np.uint8)}
+    got = run_steport(model, feeds, threads=2)[0]
+    assert_bitexact(got, np_conv(x, w, lut, 5, [1, 1], [1, 1, 1, 1], [1, 1], 1), lut_name)
+
+
 def test_lut_swap_between_runs():
     """One session, two LUTs with different prepared forms: the content cache must switch."""
     rng = np.random.default_rng(0)

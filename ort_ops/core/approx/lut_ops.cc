@@ -533,6 +533,30 @@ void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* 
           uint8_t* row = cols + ((c * KH + kh) * KW + kw) * Lp;
           const int64_t off = kw * s.dw - s.pl;  // iw = ow * sw + off
           const auto [lo, hi] = ValidColumns(off, s.sw, Wd, OW);
+          if (s.sw == 1 && s.sh == 1 && OW == Wd) {
+            // Unit strides, output as wide as the input ("same" convs): consecutive output
+            // rows read consecutive input rows at the same offset, so all in-image rows are
+            // one copy; the columns it wraps into (outside [lo, hi)) are then reset to zp.
+            // Per-row copies of OW bytes cost more in call overhead than in bytes here.
+            const int64_t ih0 = kh * s.dh - s.pt;  // ih = oh + ih0
+            const int64_t a = std::clamp<int64_t>(-ih0, oh0, oh1);
+            const int64_t b = std::clamp<int64_t>(H - ih0, a, oh1);
+            std::memset(row, zc, (a - oh0) * OW);
+            std::memset(row + (b - oh0) * OW, zc, (oh1 - b) * OW);
+            if (b > a && hi > lo) {
+              std::memcpy(row + (a - oh0) * OW + lo, plane + (a + ih0) * Wd + lo + off,
+                          (b - 1 - a) * OW + (hi - lo));
+              for (int64_t oh = a; oh < b; ++oh) {
+                uint8_t* r = row + (oh - oh0) * OW;
+                for (int64_t ow = 0; ow < lo; ++ow) r[ow] = zc;
+                for (int64_t ow = hi; ow < OW; ++ow) r[ow] = zc;
+              }
+            } else if (b > a) {
+              std::memset(row + (a - oh0) * OW, zc, (b - a) * OW);
+            }
+            std::fill(row + Lb, row + Lp, 0);
+            continue;
+          }
           for (int64_t oh = oh0; oh < oh1; ++oh) {
             const int64_t ih = oh * s.sh - s.pt + kh * s.dh;
             uint8_t* r = row + (oh - oh0) * OW;
