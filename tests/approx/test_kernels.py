@@ -89,6 +89,11 @@ CONV_CASES = [
     ((1, 5, 17, 19), (3, 5, 1, 1), [1, 1], [0, 0, 0, 0], [1, 1], 1),
     ((1, 2, 4, 5), (4, 2, 3, 3), [1, 1], [4, 5, 4, 5], [2, 1], 1),
     ((1, 33, 16, 16), (17, 33, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),  # K = 297 > 256
+    # "same" unit-stride convs take the channel-quad layout (cases 0, 2, 4 too): asymmetric
+    # pads, groups of 3 channels (a partial quad); and one whose last output column sees only
+    # padding, so its inner window is narrower than the input (im2col layout after all)
+    ((2, 6, 7, 9), (4, 3, 3, 3), [1, 1], [1, 2, 1, 0], [1, 1], 2),
+    ((1, 4, 3, 2), (2, 4, 1, 2), [1, 1], [0, 2, 0, 1], [1, 3], 1),
 ]
 
 

@@ -515,12 +515,21 @@ void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* 
   if (IsDepthwise(s)) return Depthwise(kern, prep, s, xp, wp, corr, y, zp, par);
 
   const bool sep = cw.sep, use_t8 = cw.use_t8;
-  const int64_t Kp = RoundUp(Kg, 4);
-  // Output rows per block: im2col of a block is Kg x (rows * OW) bytes.
+  // Channel-quad path (ConvWeights::x4): Conv() hands "same" windows only (OW == W).
+  const bool x4 = cw.x4;
+  const int64_t Cq = cw.Cq;
+  const int64_t Kp = x4 ? KH * KW * Cq * 4 : RoundUp(Kg, 4);
+  // Output rows per block: im2col of a block is Kp x (rows * OW) bytes.
   const int64_t rows_per_block =
-      std::clamp<int64_t>(kColsBudget / std::max<int64_t>(1, Kg * OW), 1, OH);
+      std::clamp<int64_t>(kColsBudget / std::max<int64_t>(1, Kp * OW), 1, OH);
   const int64_t blocks = (OH + rows_per_block - 1) / rows_per_block;
   const int64_t Lmax = RoundUp(rows_per_block * OW, kMBlock);
+  // x4: the block's input rows as [Cq][guard + rows * W + guard] pixels of 4 channel bytes.
+  // Guards keep every read of a panel in the buffer: up to pl pixels before the first row and
+  // pr + 63 (the last panel's spare lanes) after the last.
+  const int64_t guard = std::max(s.pl, s.pr) + kMBlock;
+  const int64_t x4_rows = rows_per_block + (KH - 1) * s.dh;
+  const int64_t x4_plane = x4_rows * Wd + 2 * guard;  // pixels
   // im2col of one (image, group, output rows [oh0, oh1)): cols[k][l], padded taps = zp,
   // padding columns = 0. Per (tap, output row) the in-image columns are one strided run.
   auto im2col = [&](int64_t n, int64_t g, int64_t oh0, int64_t oh1, int64_t Lp, uint8_t* cols) {
@@ -573,6 +582,61 @@ void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* 
         }
     }
   };
+  // x4 block input: X4[cq][guard + r * W + iw][j] = code of channel 4cq + j at input row
+  // oh0 - pt + r (rows outside the image, guards: zp; channels beyond Cg: 0, their weights
+  // are 0), then mapped through f; and the panels: quad q = (kh * KW + kw) * Cq + cq of lane
+  // l is pixel l + kh*dh*W + kw*dw - pl of plane cq (OW == W makes a panel one run), with the
+  // lanes whose column falls outside the image reset to f(zp).
+  auto x4_panels = [&](int64_t n, int64_t g, int64_t oh0, int64_t oh1, int64_t Lp,
+                       uint8_t* buf, uint8_t* aq) {
+    const uint8_t zc = static_cast<uint8_t>(zp);
+    const int64_t rows = (oh1 - oh0) + (KH - 1) * s.dh, Lb = (oh1 - oh0) * OW;
+    for (int64_t cq = 0; cq < Cq; ++cq) {
+      uint8_t* plane = buf + cq * x4_plane * 4;
+      std::memset(plane, zc, guard * 4);
+      std::memset(plane + (guard + rows * Wd) * 4, zc, (x4_plane - guard - rows * Wd) * 4);
+      // rows [ra, rb) lie in the image: one run of (rb - ra) * W pixels per channel
+      const int64_t ra = std::clamp<int64_t>(s.pt - oh0, 0, rows);
+      const int64_t rb = std::clamp<int64_t>(H + s.pt - oh0, ra, rows);
+      std::memset(plane + guard * 4, zc, ra * Wd * 4);
+      std::memset(plane + (guard + rb * Wd) * 4, zc, (rows - rb) * Wd * 4);
+      const int64_t k4 = std::min<int64_t>(4, Cg - 4 * cq), npix = (rb - ra) * Wd;
+      if (npix == 0) continue;
+      const uint8_t* src = xp + ((n * C + g * Cg + 4 * cq) * H + (oh0 - s.pt + ra)) * Wd;
+      uint8_t* out = plane + (guard + ra * Wd) * 4;
+      const int64_t n16 = npix / 16 * 16;  // InterleaveQuads reads whole 16-pixel steps
+      if (n16) InterleaveQuads(src, H * Wd, k4, 4, n16, out);
+      for (int64_t i = n16; i < npix; ++i)
+        for (int64_t j = 0; j < 4; ++j) out[i * 4 + j] = j < k4 ? src[j * H * Wd + i] : 0;
+    }
+    uint8_t fill = zc;
+    if (sep && !prep.f8_identity) {
+      MapBytesVbmi(prep.f8u.data(), buf, Cq * x4_plane * 4, buf);
+      fill = prep.f8u[zc];
+    }
+    uint32_t fill4;
+    std::memset(&fill4, fill, 4);
+    for (int64_t l0 = 0; l0 < Lp; l0 += 64) {
+      uint8_t* panel = aq + (l0 / 64) * Kp * 64;
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const int64_t off = guard + l0 + kh * s.dh * Wd + kw * s.dw - s.pl;
+          const int64_t q0 = (kh * KW + kw) * Cq;
+          for (int64_t cq = 0; cq < Cq; ++cq)
+            std::memcpy(panel + (q0 + cq) * 256, buf + (cq * x4_plane + off) * 4, 256);
+          const auto [lo, hi] = ValidColumns(kw * s.dw - s.pl, 1, Wd, OW);
+          if (lo == 0 && hi == OW) continue;
+          const int64_t l1 = std::min(l0 + 64, Lb);
+          for (int64_t rs = l0 - l0 % OW; rs < l1; rs += OW)  // output rows in the panel
+            for (int64_t l = std::max(rs, l0); l < std::min(rs + OW, l1); ++l) {
+              const int64_t ow = l - rs;
+              if (ow >= lo && ow < hi) { l = std::min(rs + hi, l1) - 1; continue; }
+              for (int64_t cq = 0; cq < Cq; ++cq)
+                std::memcpy(panel + (q0 + cq) * 256 + (l - l0) * 4, &fill4, 4);
+            }
+        }
+    }
+  };
   struct Scratch {
     uint8_t *cols, *aq;
   };
@@ -580,7 +644,8 @@ void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* 
     const int64_t oh0 = blk * rows_per_block, oh1 = std::min(OH, oh0 + rows_per_block);
     const int64_t Lb = (oh1 - oh0) * OW, Lp = RoundUp(Lb, kMBlock);
     uint8_t* cols = sc.cols;
-    im2col(n, g, oh0, oh1, Lp, cols);
+    if (x4) x4_panels(n, g, oh0, oh1, Lp, cols, sc.aq);
+    else im2col(n, g, oh0, oh1, Lp, cols);
     int32_t* yg = y + (n * Co + g * Og) * L + oh0 * OW;  // channel stride L
     const uint8_t* bg = cw.bt.empty() ? nullptr : cw.bt.data() + g * Kg * Og;
     const int32_t* cg = corr.data() + g * Og;
@@ -588,15 +653,18 @@ void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* 
     const ParFn inner = inner_parallel ? par : ParFn(serial);
     const GemmRunner run{prep, kern, isa != Isa::kPortable, isa == Isa::kAvx512};
     if (use_t8) {
-      if (sep && !prep.f8_identity)
-        for (int64_t k = 0; k < Kg; ++k) MapBytesVbmi(prep.f8u.data(), cols + k * Lp, Lp, cols + k * Lp);
       uint8_t* aq = sc.aq;
-      // 64-lane panels, each contiguous (Sep8TProblem::panel)
-      for (int64_t l0 = 0; l0 < Lp; l0 += 64)
-        InterleaveQuads(cols + l0, Lp, Kg, Kp, 64, aq + (l0 / 64) * Kp * 64);
+      if (!x4) {
+        if (sep && !prep.f8_identity)
+          for (int64_t k = 0; k < Kg; ++k) MapBytesVbmi(prep.f8u.data(), cols + k * Lp, Lp, cols + k * Lp);
+        // 64-lane panels, each contiguous (Sep8TProblem::panel)
+        for (int64_t l0 = 0; l0 < Lp; l0 += 64)
+          InterleaveQuads(cols + l0, Lp, Kg, Kp, 64, aq + (l0 / 64) * Kp * 64);
+      }
       const Sep8TProblem tp{aq, Lp, Kp, cw.wq.data() + g * Og * Kp, Lb, Og, cg, yg, L, Kp * 64};
-      inner((Og + 3) / 4, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, Lb * Kg)),
-            [&](int64_t b0, int64_t b1) { Sep8TGemmVnni(tp, b0 * 4, std::min(Og, b1 * 4)); });
+      // channel blocks of 6: Sep8TGemmVnni's widest tile
+      inner((Og + 5) / 6, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, Lb * Kp)),
+            [&](int64_t b0, int64_t b1) { Sep8TGemmVnni(tp, b0 * 6, std::min(Og, b1 * 6)); });
       if (!sep) run.Planes(cols, Lp, Lb, Kg, bg, Og, nullptr, true, yg, 1, L, inner);
       return;
     }
@@ -609,7 +677,8 @@ void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* 
   // Per-thread buffers reused across calls: fresh multi-MiB buffers per call cost more in
   // page faults than the GEMM. Everything read from them is written first.
   auto scratch = [&]() {
-    return Scratch{ThreadScratch(0, Kg * Lmax), use_t8 ? ThreadScratch(1, Kp * Lmax) : nullptr};
+    return Scratch{ThreadScratch(0, x4 ? Cq * x4_plane * 4 : Kg * Lmax),
+                   use_t8 ? ThreadScratch(1, Kp * Lmax) : nullptr};
   };
   const int64_t tasks = s.NB * group * blocks;
   if (tasks >= 4) {  // parallel over (image, group, row block), one scratch per chunk
@@ -718,7 +787,8 @@ void MatMul(const Prepared& prep, Isa isa, const uint8_t* ap, int64_t M, int64_t
 }
 
 std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep, Isa isa,
-                                                   const ConvShape& s, const int8_t* wp) {
+                                                   const ConvShape& s, const int8_t* wp,
+                                                   bool allow_x4) {
   auto cw = std::make_shared<ConvWeights>();
   const int64_t group = s.group, Co = s.Co, Og = Co / group, Kg = s.Cg * s.KH * s.KW;
   cw->Co = Co, cw->Kg = Kg, cw->group = group;
@@ -740,7 +810,23 @@ std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep, Isa isa
         for (int64_t o = 0; o < Og; ++o)
           cw->bt[(g * Kg + k) * Og + o] = static_cast<uint8_t>(wp[(g * Og + o) * Kg + k]);
   }
-  if (cw->use_t8) {
+  // Unit strides and pl + pr == dw * (KW - 1): every output row is as wide as the input
+  // (OW == W for any W), so a panel is one run of a channel-quad plane (ConvCore x4_panels).
+  cw->x4 = allow_x4 && cw->use_t8 && cw->sep && s.sh == 1 && s.sw == 1 &&
+           s.pl + s.pr == s.dw * (s.KW - 1);
+  if (cw->x4) {
+    const int64_t Cq = (s.Cg + 3) / 4, Kp = s.KH * s.KW * Cq * 4;
+    cw->Cq = Cq;
+    cw->wq.assign(Co * Kp, 0);
+    for (int64_t co = 0; co < Co; ++co)
+      for (int64_t c = 0; c < s.Cg; ++c)
+        for (int64_t kh = 0; kh < s.KH; ++kh)
+          for (int64_t kw = 0; kw < s.KW; ++kw) {
+            const int8_t wv = wp[co * Kg + (c * s.KH + kh) * s.KW + kw];
+            cw->wq[co * Kp + ((kh * s.KW + kw) * Cq + c / 4) * 4 + c % 4] =
+                static_cast<int8_t>(prep.g8[static_cast<uint8_t>(wv)]);
+          }
+  } else if (cw->use_t8) {
     const int64_t Kp = RoundUp(Kg, 4);
     cw->wq.assign(Co * Kp, 0);
     for (int64_t co = 0; co < Co; ++co) {
@@ -765,6 +851,9 @@ void Conv(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* x, c
   const auto [oh0, oh1] = TouchingRange(s.H, s.pt, s.sh, s.dh, s.KH, s.OH);
   const auto [ow0, ow1] = TouchingRange(s.W, s.pl, s.sw, s.dw, s.KW, s.OW);
   if (oh0 == 0 && oh1 == s.OH && ow0 == 0 && ow1 == s.OW) return ConvCore(prep, isa, s, x, w, zp, y, par, *pw);
+  // The inner window below is narrower than the input: the channel-quad layout needs
+  // OW == W, so such (rare: dilated taps skipping a tiny image) calls use the im2col layout.
+  if (pw->x4) local = PackConvWeights(prep, isa, s, w, false), pw = local.get();
   // Output pixels outside [oh0, oh1) x [ow0, ow1) see only padding (code zp): per channel
   // the constant sum_k LUT[zp, w_k] - zp * sum_k w_k. The window is a conv of its own with
   // shifted pads, computed into a buffer no larger than the output.

@@ -85,11 +85,16 @@ struct ConvWeights {
   bool use_t8 = false, sep = false;        // path taken (depends on LUT and ISA)
   std::vector<uint8_t> bt;                 // per group [Kg][Og] (uint8 view), non-t8 paths
   std::vector<std::shared_ptr<SepB>> sepb; // per group, non-t8 separable / exact-base GEMM
-  std::vector<int8_t> wq;                  // t8 path: [Co][round_up(Kg, 4)] (g-mapped)
+  std::vector<int8_t> wq;                  // t8 path: [Co][Kp] (g-mapped), Kp = round_up(Kg, 4);
+                                           // x4: quads (kh, kw, channel quad), Kp = KH*KW*Cq*4
+  bool x4 = false;                         // t8 separable on channel quads ("same" unit-stride convs)
+  int64_t Cq = 0;                          // x4: ceil(Cg / 4)
 };
-// Only s.Co, s.Cg, s.KH, s.KW, s.C and s.group are used.
+// The shape's input/output sizes are not used: the layout depends on weights, strides, pads
+// and dilations only. `allow_x4` = false forces the im2col layout.
 std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep, Isa isa,
-                                                   const ConvShape& s, const int8_t* w);
+                                                   const ConvShape& s, const int8_t* w,
+                                                   bool allow_x4 = true);
 void Conv(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* x, const int8_t* w,
           int32_t zp, int32_t* y, const ParFn& par, const ConvWeights* pw = nullptr);
 
