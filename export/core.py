@@ -13,6 +13,8 @@ import torch
 from steport import __version__
 from steport.registry import DOMAIN_VERSION, DOMAINS, IR_VERSION, ONNX_OPSET, OPS, get
 
+from .graph_rewrites import fuse_quantize_chains
+
 
 class ExportError(RuntimeError):
     """A model or layer configuration steport cannot export faithfully."""
@@ -162,7 +164,9 @@ def export_model(model: torch.nn.Module, example_inputs: Sequence[torch.Tensor] 
             if callable(finish):
                 finish()
         model.train(was_training)
-    proto = finalize(prog.model_proto, metadata)
+    proto = prog.model_proto  # a fresh proto per access
+    fuse_quantize_chains(proto)
+    proto = finalize(proto, metadata)
     if path is not None:
         save(proto, path)
     return proto
