@@ -1,8 +1,10 @@
 """Integer export of quantized networks: QConv2d / QLinear (PACT or signed input quantizer,
-symmetric or DoReFa weights) and ApproxConv2d / ApproxLinear with the exact multiplier (uint8
-affine activations with a zero point, symmetric int8 weights: an exact LUT product is an int8
-product) as a standard-ONNX QDQ graph that ONNX Runtime fuses into QLinearConv / QGemm, so the
-network runs on integer kernels end to end.
+symmetric or DoReFa weights) and ApproxConv2d / ApproxLinear (uint8 affine activations with a
+zero point, symmetric int8 weights) as integer networks: codes flow between layers, each layer
+requantizes to the next one's codes. Layers with exact products become a standard-ONNX QDQ graph
+that ONNX Runtime fuses into QLinearConv / QGemm (an exact LUT product is an int8 product);
+approximate-multiplier layers become ai.steport.approx::ApproxConvInteger / ApproxMatMulInteger
+(their LUT) followed by the same requantization in standard ops.
 
 The arithmetic is specified in docs/ops.md ("Integer models"). ``build_plan`` turns a model
 into a list of steps (quantize, clip codes, integer conv/gemm with requantization, max-pool
@@ -22,7 +24,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from steport.registry import IR_VERSION, ONNX_OPSET
+from steport.registry import DOMAIN_VERSION, IR_VERSION, ONNX_OPSET, get
 
 from .core import ExportError, check_exportable, finalize, save
 
@@ -30,6 +32,8 @@ __all__ = ["ActQuant", "IntegerPlan", "build_plan", "to_onnx", "export_integer_m
            "integer_reference", "INT32_MAX"]
 
 INT32_MAX = 2**31 - 1
+_APPROX_CONV = get("approx", "ApproxConvInteger")
+_APPROX_MATMUL = get("approx", "ApproxMatMulInteger")
 # Layers that pass through the integer graph without arithmetic of their own.
 _NEUTRAL = (nn.Dropout, nn.Identity)
 
@@ -108,6 +112,9 @@ class IntLinearStep:
     raw_bias: np.ndarray | None = None  # float64 layer bias before BN folding
     raw_w_scale: np.ndarray | None = None  # float64 quantizer scale before BN folding
     raw_codes: np.ndarray | None = None  # the quantizer's codes before BN sign flips
+    # int32 [256, 256] LUT of an approximate multiplier (None: exact products, QDQ nodes).
+    # Such a step keeps its codes and takes BN's sign in its (then signed) weight scale.
+    lut: np.ndarray | None = None
 
     def acc_scale(self) -> np.ndarray:
         """fp32 x_scale · w_scale[c]: the value of one accumulator unit (the bias scale)."""
@@ -193,17 +200,13 @@ def _err(name: str, m: nn.Module, msg: str) -> ExportError:
 
 
 def _approx_act_quant(name: str, m: nn.Module) -> ActQuant:
-    """An approximate-multiplier layer with the exact LUT: uint8 affine codes (its frozen
-    observed/learned range, the same scale and zero point as its ai.steport.approx export)."""
-    from steport.train.layers.approx import exact_lut
-
+    """An approximate-multiplier layer: uint8 affine codes (its frozen observed/learned range,
+    the same scale and zero point as its ai.steport.approx export)."""
     if m.mode == "float":
         raise _err(name, m, "mode 'float' has no integer form; use 'quant' or 'lut'")
-    if not m.has_lut or not np.array_equal(m.lut.detach().cpu().numpy(), exact_lut()):
-        raise _err(name, m, f"multiplies with {m.multiplier_name!r}, not the exact multiplier: "
-                            "the integer export runs ONNX Runtime's exact int8 kernels. Export "
-                            "it with steport.export.export_model (ai.steport.approx nodes carry "
-                            "its LUT)")
+    if not m.has_lut:
+        raise _err(name, m, "mode 'model' without a LUT: the deployed model must carry the "
+                            "real multiplier (pass multiplier=...)")
     scale, zp = m.act.frozen()
     scale = np.float32(scale.reshape(-1)[0].item())
     if not (scale > 0 and np.isfinite(scale)):
@@ -262,9 +265,13 @@ def _linear_step(name: str, m: nn.Module, x_q: ActQuant) -> IntLinearStep:
     from steport.train.layers.quant import QConv2d
 
     if _is_approx(m):
+        from steport.train.layers.approx import exact_lut
+
         codes, scale = _approx_weights(m)
         conv = _conv_attrs(name, m) if isinstance(m, ApproxConv2d) else {}
-        return _new_linear_step(name, m, x_q, codes, scale, conv)
+        lut = m.lut.detach().cpu().numpy().reshape(256, 256).astype(np.int32)
+        return _new_linear_step(name, m, x_q, codes, scale, conv,
+                                None if np.array_equal(lut, exact_lut()) else lut)
     if m.weight_quant is None:
         raise _err(name, m, "has float weights (weight_quant=None); the integer export needs "
                             "quantized weights")
@@ -280,16 +287,41 @@ def _linear_step(name: str, m: nn.Module, x_q: ActQuant) -> IntLinearStep:
 
 
 def _new_linear_step(name: str, m: nn.Module, x_q: ActQuant, codes: np.ndarray,
-                     scale: np.ndarray, conv: dict) -> IntLinearStep:
+                     scale: np.ndarray, conv: dict, lut: np.ndarray | None = None) -> IntLinearStep:
     if not (np.isfinite(scale).all() and (scale > 0).all()):
         raise _err(name, m, "weight scale is not positive and finite (NaN weights?)")
     bias = (m.bias.detach().cpu().double().numpy() if m.bias is not None
             else np.zeros(codes.shape[0]))
     step = IntLinearStep(name, "conv" if conv else "gemm", codes, scale, np.zeros(0, np.int32),
                          x_q, conv=conv, raw_bias=bias, raw_w_scale=scale,
-                         raw_codes=codes)
+                         raw_codes=codes, lut=lut)
     _finish_linear(step, name, m)
     return step
+
+
+def _finish_lut_linear(step: IntLinearStep, name: str, m: nn.Module, k: np.ndarray,
+                       t: np.ndarray, codes: np.ndarray) -> None:
+    """_finish_linear for an approximate multiplier: LUT[a][-b] need not be -LUT[a][b], so the
+    codes stay and the weight scale takes BN's sign (requantization is our own Mul, which
+    takes any sign); k_c = 0 zeroes the channel's codes, exact when LUT[a][0] = 0."""
+    zero = k == 0
+    if zero.any():
+        if np.any(step.lut[:, 0] != 0):
+            raise _err(name, m, "a BatchNorm scale of 0 makes a constant channel, expressed with "
+                                "weight code 0, but this LUT's products with code 0 are not 0")
+        codes[zero] = 0
+    w_scale = np.where(zero, step.raw_w_scale, step.raw_w_scale * k).astype(np.float32)
+    if not (np.isfinite(w_scale).all() and (w_scale != 0).all()):
+        raise _err(name, m, "folded weight scale under/overflows fp32 (BatchNorm variance?)")
+    step.w_codes, step.w_scale = codes.astype(np.int8), w_scale
+    bias_q = np.round((k * step.raw_bias + t) / step.acc_scale().astype(np.float64))
+    fan_in = int(np.prod(codes.shape[1:]))
+    worst = fan_in * (float(np.abs(step.lut.astype(np.int64)).max()) + 255 * 128) + \
+        np.abs(bias_q).max(initial=0)
+    if not np.isfinite(bias_q).all() or worst > INT32_MAX:
+        raise _err(name, m, f"integer accumulator could reach {worst:.3g}, beyond int32 "
+                            "(bias too large for its scale, or fan-in too large)")
+    step.bias = bias_q.astype(np.int32)
 
 
 def _fold_bn(step: IntLinearStep, name: str, bn: nn.Module) -> None:
@@ -318,6 +350,8 @@ def _finish_linear(step: IntLinearStep, name: str, m: nn.Module) -> None:
     k = step.bn_scale if step.bn_scale is not None else np.ones(step.w_codes.shape[0])
     t = step.bn_shift if step.bn_shift is not None else np.zeros(step.w_codes.shape[0])
     codes = np.array(step.raw_codes, np.float64)
+    if step.lut is not None:
+        return _finish_lut_linear(step, name, m, k, t, codes)
     sign = np.where(k < 0, -1.0, 1.0)
     zero = k == 0
     flipped = (sign < 0).reshape((-1,) + (1,) * (codes.ndim - 1)) & (codes == -128)
@@ -451,6 +485,7 @@ def to_onnx(plan: IntegerPlan, input_shape: tuple[int, ...], input_name: str = "
     flatten and clip run directly on the uint8/int8 codes. The batch dimension is dynamic."""
     nodes, inits = [], []
     counter = iter(range(1 << 30))
+    luts: dict[bytes, str] = {}  # one initializer per distinct LUT
 
     def init(arr: np.ndarray, base: str) -> str:
         name = f"{base}_{next(counter)}"
@@ -487,6 +522,9 @@ def to_onnx(plan: IntegerPlan, input_shape: tuple[int, ...], input_name: str = "
             x = add("QuantizeLinear", [x, *act_params(st.q, offset)], "codes")
         elif isinstance(st, ClipStep):
             x = add("Clip", [x, init(st.dtype(st.lo), "lo"), init(st.dtype(st.hi), "hi")], "clip")
+        elif isinstance(st, IntLinearStep) and st.lut is not None:
+            x = _lut_layer(st, x, add, init, luts)
+            offset = False
         elif isinstance(st, IntLinearStep):
             base = st.name.replace(".", "_")
             xd = add("DequantizeLinear", [x, *act_params(st.x_q, offset)], f"{base}_x")
@@ -521,13 +559,58 @@ def to_onnx(plan: IntegerPlan, input_shape: tuple[int, ...], input_name: str = "
     nodes[-1].output[0] = output_name
     nodes[-1].name = output_name
     dims = ["batch", *input_shape[1:]]
+    # The output's rank (its sizes are inferred, but not past a custom node)
+    flat = any(isinstance(st, FlattenStep) or (isinstance(st, IntLinearStep) and st.kind == "gemm")
+               for st in plan.steps)
+    out_dims = ["batch", *([None] * ((2 if flat else len(input_shape)) - 1))]
     graph = helper.make_graph(
         nodes, "steport_integer",
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, dims)],
-        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
-                              ir_version=IR_VERSION)
-    return onnx.shape_inference.infer_shapes(model)
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, out_dims)], inits)
+    opsets = [helper.make_opsetid("", ONNX_OPSET)]
+    if luts:
+        opsets.append(helper.make_opsetid(_APPROX_CONV.domain, DOMAIN_VERSION))
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=IR_VERSION)
+    model = onnx.shape_inference.infer_shapes(model)
+    # Past a custom node inference knows element types but no shapes; a shapeless entry
+    # carries nothing and fails the full checker.
+    keep = [v for v in model.graph.value_info if v.type.tensor_type.HasField("shape")]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(keep)
+    return model
+
+
+def _lut_layer(st: IntLinearStep, x: str, add, init, luts: dict) -> str:
+    """An approximate-multiplier step: ApproxConvInteger / ApproxMatMulInteger on the codes
+    (int32 LUT sums), + int32 bias, fp32 cast, × fp32 M_c, QuantizeLinear(scale 1, y_z) =
+    sat(round(fp32(acc)·M_c) + y_z): the requantization of docs/ops.md "Integer models" in
+    standard ops (QuantizeLinear divides by 1.0: exact). The output layer ends at × unit_c."""
+    base = st.name.replace(".", "_")
+    key = st.lut.tobytes()
+    if key not in luts:
+        luts[key] = init(st.lut, "lut")
+    zp = init(np.uint8(st.x_q.zero_point), f"{base}_x_zp")
+    c = st.w_codes.shape[0]
+    if st.kind == "conv":
+        acc = add(_APPROX_CONV.name, [x, init(st.w_codes.astype(np.int8), f"{base}_w"),
+                                      luts[key], zp], f"{base}_acc",
+                  domain=_APPROX_CONV.domain, **st.conv)
+        shape = (1, c, 1, 1)
+    else:
+        acc = add(_APPROX_MATMUL.name, [x, init(np.ascontiguousarray(st.w_codes.T).astype(np.int8),
+                                                f"{base}_w"), luts[key], zp], f"{base}_acc",
+                  domain=_APPROX_MATMUL.domain)
+        shape = (1, c)
+    acc = add("Add", [acc, init(st.bias.reshape(shape), f"{base}_b")], f"{base}_acc_b")
+    accf = add("Cast", [acc], f"{base}_accf", to=TensorProto.FLOAT)
+    unit = st.acc_scale()
+    if st.out_q is None:
+        return add("Mul", [accf, init(unit.reshape(shape), f"{base}_unit")], f"{base}_y")
+    mult = (unit / np.float32(st.out_q.scale)).astype(np.float32)
+    y = add("Mul", [accf, init(mult.reshape(shape), f"{base}_mult")], f"{base}_y")
+    return add("QuantizeLinear", [y, init(np.float32(1.0), f"{base}_one"),
+                                  init(np.uint8(st.out_q.zero_point), f"{base}_y_zp")],
+               f"{base}_codes")
 
 
 def export_integer_model(model: nn.Module, example_input: torch.Tensor,
@@ -551,6 +634,33 @@ def _fp32(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float32)
 
 
+def _lut_reference(st: IntLinearStep, x: torch.Tensor) -> torch.Tensor:
+    """An approximate-multiplier step on the PyTorch reference LUT sums (not the kernels)."""
+    from steport.train.ops.approx import conv_codes, matmul_codes
+
+    codes = x.to(torch.int64)
+    w = torch.from_numpy(st.w_codes.astype(np.int64))
+    lut = torch.from_numpy(st.lut.reshape(-1).astype(np.int32))
+    zp = st.x_q.zero_point
+    if st.kind == "conv":
+        c = st.conv
+        acc = conv_codes(codes, w, zp, lut, c["strides"], c["pads"], c["dilations"], c["group"],
+                         reference=True)
+        shape = (1, -1, 1, 1)
+    else:
+        acc = matmul_codes(codes, w.t(), zp, lut, reference=True)
+        shape = (1, -1)
+    acc = acc.to(torch.int64) + torch.from_numpy(st.bias.astype(np.int64)).reshape(shape)
+    accf = acc.to(torch.float64).to(torch.float32)  # |acc| < 2^31 (checked): exact in float64
+    unit = torch.from_numpy(st.acc_scale())
+    if st.out_q is None:
+        return (accf * unit.reshape(shape)).to(torch.float64)
+    mult = unit / torch.tensor(st.out_q.scale, dtype=torch.float32)
+    lo, hi = st.out_q.dtype_range
+    y = torch.round(accf * mult.reshape(shape)) + st.out_q.zero_point
+    return torch.clamp(y, lo, hi).to(torch.float64)
+
+
 def integer_reference(plan: IntegerPlan, x: torch.Tensor) -> torch.Tensor:
     """Run ``plan`` in PyTorch with exactly the arithmetic of docs/ops.md: QuantizeLinear
     as fp32 x / scale, round half to even, saturation; exact integer sums (float64 holds
@@ -568,6 +678,8 @@ def integer_reference(plan: IntegerPlan, x: torch.Tensor) -> torch.Tensor:
             x = torch.clamp(x, lo, hi).to(torch.float64)  # codes
         elif isinstance(st, ClipStep):
             x = torch.clamp(x, st.lo, st.hi)
+        elif isinstance(st, IntLinearStep) and st.lut is not None:
+            x = _lut_reference(st, x)
         elif isinstance(st, IntLinearStep):
             w = torch.from_numpy(st.w_codes.astype(np.float64))
             # code - zero point; the conv's zero padding is then padding with the zero-point

@@ -1,6 +1,7 @@
-"""Approximate-multiplier networks with the exact multiplier exported as integer networks
-(docs/ops.md "Integer models"): an exact LUT product is an int8 product, so ApproxConv2d /
-ApproxLinear become QDQ nodes that ONNX Runtime fuses into QLinearConv / QGemm. ORT must equal
+"""Approximate-multiplier networks exported as integer networks (docs/ops.md "Integer
+models"): with the exact multiplier ApproxConv2d / ApproxLinear become QDQ nodes that ONNX
+Runtime fuses into QLinearConv / QGemm (an exact LUT product is an int8 product); with any
+other LUT, ai.steport.approx nodes plus the requantization in standard ops. ORT must equal
 the PyTorch integer reference bit for bit, with uint8 activation zero points (the first
 layer sees signed images), BatchNorm folding of both signs, max-pool and flatten on codes."""
 from __future__ import annotations
@@ -100,9 +101,39 @@ def test_backbones_export_as_integer_networks(arch):
                                   integer_reference(build_plan(model), x).numpy())
 
 
-def test_approximate_multiplier_is_refused_with_the_way_out():
-    model = calibrated(net(multiplier="drum_k4"))
-    with pytest.raises(ExportError, match=r"layer '0' \(ApproxConv2d\).*drum_k4.*export_model"):
+@pytest.mark.parametrize("multiplier", ["drum_k4", "mitchell", "truncated_t3"])
+def test_approximate_networks_are_integer_networks_on_their_luts(multiplier):
+    """Any other multiplier: ApproxConvInteger / ApproxMatMulInteger with its LUT, then the
+    requantization in standard ops; equal to the reference (PyTorch LUT sums, not the
+    kernels) bit for bit, on the kernels and on the fallback bodies (stock ORT)."""
+    model = calibrated(net(multiplier=multiplier))
+    plan = build_plan(model)
+    x = torch.randn(24, 3, 16, 16) * 1.5 + 0.3
+    proto = export_integer_model(model, x[:2])
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("ApproxConvInteger") == 3 and ops.count("ApproxMatMulInteger") == 2, ops
+    assert "BatchNormalization" not in ops and "Relu" not in ops, ops
+    ref = integer_reference(plan, x).numpy()
+    np.testing.assert_array_equal(run_with_ops(proto, x), ref)
+    np.testing.assert_array_equal(run(proto, x), ref)  # fallback bodies
+    with torch.no_grad():
+        fq = model(x).numpy()
+    assert (fq.argmax(1) == ref.argmax(1)).mean() >= 0.9
+
+
+def run_with_ops(proto: onnx.ModelProto, x: torch.Tensor) -> np.ndarray:
+    import steport
+
+    return steport.session(proto.SerializeToString(), threads=2).run(None, {"input": x.numpy()})[0]
+
+
+def test_lut_whose_zero_column_is_not_zero_cannot_fold_a_zero_batchnorm_scale():
+    lut = np.asarray(np.arange(65536, dtype=np.int32).reshape(256, 256) % 97 - 40, np.int32)
+    model = calibrated(net(multiplier=lut))  # calibrated() sets one BN scale to 0
+    with pytest.raises(ExportError, match=r"layer '1' \(BatchNorm2d\).*code 0"):
         export_integer_model(model, torch.zeros(2, 3, 16, 16))
+
+
+def test_float_mode_is_refused():
     with pytest.raises(ExportError, match=r"mode 'float'"):
         export_integer_model(calibrated(net(mode="float")), torch.zeros(2, 3, 16, 16))

@@ -307,10 +307,12 @@ def _wrap_i32(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x >= (1 << 31), x - (1 << 32), x).to(torch.int32)
 
 
-def matmul_codes(a2: torch.Tensor, b: torch.Tensor, zp: int, lut_flat, model=None) -> torch.Tensor:
+def matmul_codes(a2: torch.Tensor, b: torch.Tensor, zp: int, lut_flat, model=None,
+                 reference: bool = False) -> torch.Tensor:
     """[M, N] = sum_k LUT[a, b] - zp * sum_k b: int32 (wrapped) from the kernel, int64 from
-    the reference (callers wrap with _wrap_i32)."""
-    if model is None:
+    the reference (callers wrap with _wrap_i32). ``reference``: the PyTorch reference even
+    where the kernels are built (references that must not depend on them)."""
+    if model is None and not reference:
         k = _kernels()
         if k is not None:
             return kernel_matmul(k, a2, b, zp, lut_flat)
@@ -332,10 +334,11 @@ _COLS_BYTES = 1 << 26  # reference im2col per chunk of images
 
 
 def conv_codes(x: torch.Tensor, w: torch.Tensor, zp: int, lut_flat, strides, pads, dilations,
-               group: int, model=None) -> torch.Tensor:
+               group: int, model=None, reference: bool = False) -> torch.Tensor:
     """[N, C_out, OH, OW] approximate conv over codes (x: NCHW codes, w: int codes): int32
-    (wrapped) from the kernel, int64 from the reference."""
-    if model is None:
+    (wrapped) from the kernel, int64 from the reference (``reference``: even where the
+    kernels are built)."""
+    if model is None and not reference:
         k = _kernels()
         if k is not None:
             return kernel_conv(k, x, w, zp, lut_flat, list(strides), list(pads), list(dilations),
