@@ -9,8 +9,8 @@ an import: ``if TYPE_CHECKING:`` blocks, and the implicit import of a module's p
 packages (counting it would put every module in a cycle with its package). Explicit imports
 count both ways, so a package ``__init__`` importing its submodules while one of them imports
 the package back (e.g. a family module taking ``register_model`` from ``models/__init__``)
-is a cycle. The registry's ``"module:function"`` strings (translations, fallback bodies) are data that
-export resolves; they are not imports of the registry."""
+is a cycle. The registry's ``"module:function"`` strings (translations, fallback bodies) are
+data that export resolves; they are not imports of the registry."""
 from __future__ import annotations
 
 import ast
