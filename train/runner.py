@@ -10,6 +10,8 @@ from pathlib import Path
 
 
 def fit_config(recipe: dict, epochs, seed, device, deterministic, progress):
+    """The recipe's ``train`` section as a validated FitConfig, with the command line's
+    overrides applied (None leaves the recipe's value)."""
     from .loop import FitConfig, resolve_device
 
     try:
@@ -197,4 +199,6 @@ def train_recipe(recipe: dict, out_dir: str | os.PathLike, *, epochs: int | None
 
 
 def train_recipe_worker(recipe: dict, out: str, kwargs: dict) -> None:
+    """train_recipe for distributed.spawn, which passes positional arguments only (a
+    module-level function, so worker processes can unpickle it)."""
     train_recipe(recipe, out, **kwargs)
