@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -149,6 +150,17 @@ def drive(port: int, model: str, *, clients: int = 8, seconds: float = 5.0, rows
                       n / wall, n * rows / wall)
 
 
+def batch_stats(port: int, model: str) -> tuple[float, float]:
+    """(executed batches, rows in them) so far, from the server's steport_batch_size
+    histogram on /metrics."""
+    from .metrics import parse_text
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+        m = parse_text(r.read().decode())
+    return (m.get(f'steport_batch_size_count{{model="{model}"}}', 0.0),
+            m.get(f'steport_batch_size_sum{{model="{model}"}}', 0.0))
+
+
 def compare_batching(model_path: str | os.PathLike, *, clients: int = 8, seconds: float = 5.0,
                      rows: int = 1, max_batch: int = 32, max_delay_ms: float = 2.0,
                      threads: int = 1) -> dict:
@@ -160,10 +172,16 @@ def compare_batching(model_path: str | os.PathLike, *, clients: int = 8, seconds
         proc, port = spawn_server(model_path, "--no-access-log", "--threads", str(threads), *extra)
         try:
             drive(port, name, clients=clients, seconds=min(1.0, seconds), rows=rows)  # warm-up
+            before = batch_stats(port, name)
             res = drive(port, name, clients=clients, seconds=seconds, rows=rows).to_dict()
+            after = batch_stats(port, name)
         finally:
             rc = stop_server(proc)
-        out[label] = {**res, "exit_code": rc}
+        # what the server executed during the measured run (its /metrics, warm-up excluded):
+        # shows whether batching happened, whatever the timings say
+        runs, executed_rows = after[0] - before[0], after[1] - before[1]
+        out[label] = {**res, "exit_code": rc, "executed_batches": int(runs),
+                      "mean_batch_rows": executed_rows / runs if runs else float("nan")}
     b, s = out["batching"]["throughput_rps"], out["batch1"]["throughput_rps"]
     out["throughput_ratio"] = b / s if s else float("nan")
     return out

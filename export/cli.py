@@ -1,4 +1,5 @@
-"""`steport export` and `steport verify`."""
+"""`steport export`, `steport verify` and `steport info`: argument parsing and printing; the
+work is in steport.export.checkpoint, .verify and .model_info."""
 from __future__ import annotations
 
 import argparse
@@ -54,94 +55,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_info)
 
 
-def export_checkpoint(checkpoint: str, output: str, batch: int = 2, integer: bool = False):
-    import torch
-
-    from steport.train.alloc_guard import AllocationRefused, allocation_budget
-    from steport.train.checkpoint import load_checkpoint
-
-    from .core import ExportError, export_model
-    from .verify import first_line
-
-    model, ckpt = load_checkpoint(checkpoint)
-    shape = (batch, *ckpt["input_shape"])
-    with allocation_budget(what=f"{checkpoint}: example input of shape {list(shape)}"):
-        x = torch.zeros(shape)
-    # an input shape the layers cannot take fails here in seconds, with PyTorch's own
-    # message, instead of deep inside the exporter's tracing
-    try:
-        with torch.no_grad(), allocation_budget(what=f"{checkpoint}: a forward pass"):
-            model(x[:1])
-    except AllocationRefused:
-        raise
-    except (RuntimeError, ValueError, IndexError, TypeError) as e:
-        raise ExportError(f"{checkpoint}: the model ({ckpt['model']['arch']}) does not accept "
-                          f"its input_shape {ckpt['input_shape']}: {first_line(e)}") from None
-    meta = checkpoint_metadata(checkpoint, ckpt)
-    if integer:
-        from .integer import export_integer_model
-
-        return export_integer_model(model, x, output, metadata=meta)
-    return export_model(model, x, output, metadata=meta)
-
-
-def checkpoint_metadata(path: str, ckpt: dict) -> dict:
-    """What an exported model says about itself (ONNX metadata_props, keys prefixed
-    ``steport.``; docs/ops.md "Model metadata"): where it came from (checkpoint, recipe,
-    family, arch, data set) and how good it is (test accuracy of the trained weights, the
-    epochs and training samples behind it). steport.version / steport.ops are stamped by the
-    exporter itself."""
-    recipe = ckpt.get("recipe") if isinstance(ckpt.get("recipe"), dict) else {}
-    metrics = ckpt.get("metrics") if isinstance(ckpt.get("metrics"), dict) else {}
-    meta = {"checkpoint": os.path.abspath(path), "arch": ckpt["model"]["arch"],
-            "dataset": ckpt.get("dataset", ""), "input_shape": ckpt["input_shape"]}
-    if recipe.get("name"):
-        meta["recipe"] = recipe["name"]
-    if recipe.get("family"):
-        meta["family"] = recipe["family"]
-    if isinstance(metrics.get("test_accuracy"), (int, float)):
-        meta["accuracy"] = f"{metrics['test_accuracy']:.4f}"
-        meta["accuracy_split"] = "test"
-    if isinstance(metrics.get("epochs"), int):
-        meta["epochs"] = str(metrics["epochs"])
-    return meta
-
-
-def model_info(path: str) -> dict:
-    """Metadata, inputs/outputs and custom ops of an ONNX file (ValueError with one line when
-    it is missing or not an ONNX model)."""
-    import onnx
-
-    if not os.path.isfile(path):
-        raise ValueError(f"{path}: no such file")
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as e:  # protobuf DecodeError and friends: not an ONNX file
-        raise ValueError(f"{path}: not an ONNX model ({type(e).__name__}: "
-                         f"{' '.join(str(e).split())[:120]})") from None
-    if not model.graph.node and not model.graph.input:
-        raise ValueError(f"{path}: not an ONNX model (no graph)")
-    opsets = {o.domain: o.version for o in model.opset_import}
-    custom: dict[str, int] = {}
-    for n in model.graph.node:
-        if n.domain.startswith("ai.steport"):
-            custom[f"{n.domain}::{n.op_type}"] = opsets.get(n.domain, 0)
-
-    def shape(v):
-        dims = v.type.tensor_type.shape.dim
-        return [d.dim_param or d.dim_value for d in dims]
-
-    return {"path": path, "bytes": os.path.getsize(path),
-            "producer": f"{model.producer_name} {model.producer_version}".strip(),
-            "metadata": {p.key: p.value for p in model.metadata_props},
-            "inputs": {v.name: shape(v) for v in model.graph.input
-                       if v.name not in {i.name for i in model.graph.initializer}},
-            "outputs": {v.name: shape(v) for v in model.graph.output},
-            "custom_ops": dict(sorted(custom.items()))}
-
-
 def cmd_info(args) -> int:
     import json
+
+    from .model_info import model_info
 
     info = model_info(args.model)
     if args.json:
@@ -165,7 +82,9 @@ def cmd_info(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .core import ExportError
+    from steport.errors import ExportError
+
+    from .checkpoint import export_checkpoint
 
     try:
         proto = export_checkpoint(args.checkpoint, args.output, args.batch,

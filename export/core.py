@@ -11,21 +11,20 @@ import onnx
 import torch
 
 from steport import __version__
+from steport.errors import ExportError  # defined there; steport.export re-exports it
 from steport.registry import DOMAIN_VERSION, DOMAINS, IR_VERSION, ONNX_OPSET, OPS, get
 
 from .graph_rewrites import fuse_quantize_chains
 
 
-class ExportError(RuntimeError):
-    """A model or layer configuration steport cannot export faithfully."""
-
-
 def translation_table() -> dict:
     """{torch OpOverload: onnxscript function} for every registry op with a torch op."""
+    from steport.train.ops import torch_overload  # registers every op; imports train lazily
+
     table = {}
     for spec in OPS:
         if spec.torch_op and spec.translation:
-            table[spec.torch_overload()] = spec.translation_fn()
+            table[torch_overload(spec)] = spec.translation_fn()
     return table
 
 

@@ -77,8 +77,25 @@ def test_bench_writes_ratios(tmp_path):
     data = json.loads(out.read_text())
     assert data["machine"]["cores"] >= 1
     rows = [x for x in data["rows"] if x["impl"] == "steport"]
-    assert rows and all(x["speedup_vs_baseline"] > 0 for x in rows)
-    assert "speedup" in r.stdout or "baseline" in r.stdout
+    assert rows
+    key = ("bench", "case", "threads")
+    for x in data["rows"]:  # each ratio is its case's baseline time over this row's time
+        if x["baseline"] is None:
+            assert x["speedup_vs_baseline"] == 1.0
+            continue
+        base = [b for b in data["rows"] if [b[k] for k in key] == [x[k] for k in key]
+                and b["impl"] == x["baseline"]]
+        assert len(base) == 1, x
+        assert x["speedup_vs_baseline"] == pytest.approx(base[0]["seconds"] / x["seconds"])
+    # the printed table: a header, then one line per row with its ratio or "baseline"
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:4] == ["bench", "case", "thr", "impl"] and "vs baseline" in lines[0]
+    table = lines[1:1 + len(data["rows"])]
+    assert len(table) == len(data["rows"])
+    for line, x in zip(table, data["rows"]):
+        assert line.split()[0] == x["bench"] and x["impl"][:26] in line  # as table() cuts it
+        want = "baseline" if x["baseline"] is None else f"{x['speedup_vs_baseline']:.2f}x"
+        assert want in line.split(), (line, want)
     md = out.with_suffix(".md").read_text()
     assert "### pact" in md and "| n=" in md
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"

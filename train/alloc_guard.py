@@ -14,14 +14,12 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
+from steport.errors import AllocationRefused  # noqa: F401  (defined there, re-exported)
+
 # Factory functions whose size comes from their arguments (tensor methods and ops on
 # existing tensors produce at most what their inputs, already counted, imply).
 _FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn,
               torch.randint, torch.randperm, torch.empty_strided, torch.eye}
-
-
-class AllocationRefused(ValueError):
-    pass
 
 
 def default_limit() -> int:

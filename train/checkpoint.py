@@ -8,15 +8,13 @@ from typing import Any
 
 import torch
 
+from steport.errors import CheckpointError  # noqa: F401  (defined there, re-exported)
+
 from .alloc_guard import AllocationRefused, allocation_budget
 from .models import build_model
 
 FORMAT = "steport-checkpoint"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    pass
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, arch: str,

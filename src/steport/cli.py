@@ -8,7 +8,8 @@ import sys
 
 # (module, what it adds); imported lazily so `steport --help` stays fast.
 COMMAND_MODULES = [
-    "steport.train.cli",    # train, demo
+    "steport.train.cli",    # train
+    "steport.demo_cli",     # demo (steport.pipeline)
     "steport.export.cli",   # export, verify
     "steport.deploy.cli",   # serve, deploy
     "steport.bench_cli",    # bench

@@ -234,7 +234,7 @@ def test_export_errors_name_the_layer():
 # ---- end to end: trained on digits, integer accuracy = fake-quant accuracy ---------------
 
 def test_trained_pact_cnn_integer_accuracy_matches_fake_quant(tmp_path):
-    from steport.export.cli import export_checkpoint
+    from steport.export.checkpoint import export_checkpoint
     from steport.export.verify import verify
     from steport.train.checkpoint import save_checkpoint
     from steport.train.data import load_digits

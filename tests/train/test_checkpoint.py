@@ -8,7 +8,7 @@ import torch
 
 from steport.train.checkpoint import (FORMAT_VERSION, CheckpointError, load_checkpoint,
                                       read_checkpoint)
-from steport.train.cli import train_recipe
+from steport.train.runner import train_recipe
 from steport.train.recipes import load_recipe
 
 

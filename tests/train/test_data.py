@@ -139,7 +139,7 @@ def test_digits_default():
 def test_train_on_idx_files(tmp_path):
     """Recipe data section -> loader -> training; a model that cannot take the image size
     fails before training with a clear message."""
-    from steport.train.cli import train_recipe
+    from steport.train.runner import train_recipe
 
     recipe = {"name": "m", "model": {"arch": "float_cnn", "kwargs": {"width": 4}},
               "data": {"name": "mnist", "kwargs": {"root": str(tmp_path / "small")}},

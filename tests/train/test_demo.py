@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from steport.train.demo import run_demo
+from steport.pipeline import run_demo
 
 
 def test_demo_subset_with_failure(tmp_path):
@@ -28,15 +28,15 @@ def test_demo_subset_with_failure(tmp_path):
 
 def test_plots_and_multiplier_guard(tmp_path, monkeypatch):
     """Plots from synthetic rows; multiplier error comes from the multiplier library."""
-    from steport.train import demo
+    from steport import pipeline
 
     from steport.train.multipliers import get_multiplier
 
     recipe = {"family": "approx", "model": {"kwargs": {"multiplier": "drum_k4"}}}
-    assert demo._multiplier_error(recipe) == ("MRED%", get_multiplier("drum_k4").metrics()["MRED%"])
+    assert pipeline._multiplier_error(recipe) == ("MRED%", get_multiplier("drum_k4").metrics()["MRED%"])
     exact = {"family": "approx", "model": {"kwargs": {"multiplier": None}}}
-    assert demo._multiplier_error(exact) == ("MRED%", 0.0)
-    assert demo._multiplier_error({"family": "quant", "model": {"kwargs": {}}}) is None
+    assert pipeline._multiplier_error(exact) == ("MRED%", 0.0)
+    assert pipeline._multiplier_error({"family": "quant", "model": {"kwargs": {}}}) is None
     base = dict(status="ok", data="digits", torch_accuracy=0.9, ort_accuracy=0.9, verify=True,
                 parameters=10, onnx_bytes=2048, latency_ms_b1_p50=0.1, latency_ms_b64_p50=1.0,
                 train_seconds=1.0)
@@ -44,7 +44,7 @@ def test_plots_and_multiplier_guard(tmp_path, monkeypatch):
             dict(base, recipe="b", family="approx", multiplier="m1", multiplier_metric="MRED%",
                  multiplier_error=2.5),
             {"recipe": "c", "family": "logic", "status": "export", "error": "ExportError: x"}]
-    plots = demo._plots(rows, tmp_path)
+    plots = pipeline._plots(rows, tmp_path)
     assert plots == ["accuracy.png", "model_size.png", "latency.png", "multiplier_error.png"]
-    md = demo._markdown(rows, plots)
+    md = pipeline._markdown(rows, plots)
     assert "| c | logic |  | FAILED at export: ExportError: x |" in md

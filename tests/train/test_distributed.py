@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from steport.train import distributed
-from steport.train.cli import train_recipe
+from steport.train.runner import train_recipe
 from steport.train.models import model_names, register_model
 
 if "test_ddp_mlp" not in model_names():

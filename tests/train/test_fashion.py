@@ -145,8 +145,8 @@ def test_wrong_magic_and_count_mismatch_name_the_file(isolated):
 
 def test_fashion_recipes_fit_28x28():
     """Every built-in fashion recipe loads and its model takes a 28x28 batch."""
-    from steport.train.cli import _check_input_shape
-    from steport.train.demo import select_recipes
+    from steport.train.runner import _check_input_shape
+    from steport.pipeline import select_recipes
     from steport.train.models import build_model
     from steport.train.recipes import load_recipe
 
@@ -202,7 +202,7 @@ def small_fashion(isolated, monkeypatch):
 
 
 def test_fit_applies_latent_clip(small_fashion):
-    from steport.train.cli import train_recipe
+    from steport.train.runner import train_recipe
     from steport.train.recipes import load_recipe
 
     r = load_recipe(_recipe(small_fashion, "b", "binary", "binary_cnn28",
@@ -216,7 +216,7 @@ def test_fit_applies_latent_clip(small_fashion):
 
 def test_demo_rows_merge_with_speed_vs_float_and_int8(small_fashion, capsys):
     from steport.cli import main
-    from steport.train.demo import load_rows, run_demo
+    from steport.pipeline import load_rows, run_demo
 
     out = small_fashion / "report"
     fl = _recipe(small_fashion, "tiny_float", "float", "cnn28", {"width": 4})
@@ -281,7 +281,7 @@ def test_info_bad_paths(tmp_path, capsys):
 
 def test_init_from_keeps_the_multiplier(small_fashion):
     from steport.train.checkpoint import CheckpointError
-    from steport.train.cli import train_recipe
+    from steport.train.runner import train_recipe
     from steport.train.models import build_model
     from steport.train.recipes import load_recipe
 

@@ -26,7 +26,7 @@ def test_real_files():
 
 
 def test_demo_on_a_subset(tmp_path):
-    from steport.train.demo import load_rows, run_demo
+    from steport.pipeline import load_rows, run_demo
     from steport.train.recipes import load_recipe
 
     r = load_recipe("fashion_float_cnn")

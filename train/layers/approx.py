@@ -156,7 +156,7 @@ class _ApproxBase(nn.Module):
 
     # ---- export hooks ----
     def check_exportable(self) -> None:
-        from steport.export import ExportError
+        from steport.errors import ExportError
 
         if self.mode == "float":
             raise ExportError("mode 'float' has no integer form; use 'quant' or 'lut'")

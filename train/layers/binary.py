@@ -22,7 +22,7 @@ __all__ = ["BinaryLinear", "BinaryConv2d"]
 
 
 def _export_error(msg: str):
-    from steport.export import ExportError
+    from steport.errors import ExportError
 
     return ExportError(msg)
 

@@ -277,7 +277,7 @@ class LogicNetwork(FusedGateStack):
         return [m for m in self.layers if isinstance(m, LogicDense)]
 
     def check_exportable(self) -> None:
-        from steport.export import ExportError
+        from steport.errors import ExportError
 
         for m in self.layers:
             if not isinstance(m, (LogicDense, GradFactor, nn.Identity)):

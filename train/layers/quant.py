@@ -33,7 +33,7 @@ class PACT(nn.Module):
     def check_exportable(self) -> None:
         # Training can drive alpha to <= 0 or NaN; the exported Pact node would then fail
         # only at run time, so refuse at export (export_model names the layer).
-        from steport.export import ExportError
+        from steport.errors import ExportError
 
         a = float(self.alpha.detach().reshape(-1)[0])
         if not (a > 0 and a < float("inf")):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..layers.approx import ApproxConv2d, ApproxLinear
-from . import register_model
+from .zoo import register_model
 from .backbones import Layers, cnn28, vgg_small
 
 

@@ -20,7 +20,7 @@ from typing import Callable
 
 from torch import nn
 
-from . import register_model
+from .zoo import register_model
 
 # (in_channels, out_channels, first) -> a 3x3 conv with padding 1 and no bias (BN follows)
 ConvFactory = Callable[[int, int, bool], nn.Module]

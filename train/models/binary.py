@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..layers import BinaryConv2d, BinaryLinear
-from . import register_model
+from .zoo import register_model
 from .backbones import Layers, cnn28, float_conv, float_linear, vgg_small
 
 

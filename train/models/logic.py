@@ -8,7 +8,7 @@ from torch import nn
 
 from ..layers.logic import GradFactor, GroupSum, LogicDense, LogicNetwork, ThresholdBinarize
 from ..layers.logic_conv import LogicConv2d, OrPool2d
-from . import register_model
+from .zoo import register_model
 
 
 def logic_gate_network(in_features: int, num_classes: int, widths: Sequence[int],

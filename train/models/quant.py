@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..layers import QConv2d, QLinear
-from . import register_model
+from .zoo import register_model
 from .backbones import Layers, cnn28, vgg_small
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from . import register_model
+from .zoo import register_model
 
 
 @register_model("float_cnn")

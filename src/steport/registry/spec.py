@@ -88,17 +88,6 @@ class OpSpec:
                 return a
         raise KeyError(f"{self.qualname} has no attribute {name!r}")
 
-    def torch_overload(self):
-        """The torch OpOverload (`torch.ops.ns.name.default`); imports steport.train."""
-        if self.torch_op is None:
-            return None
-        import torch
-
-        import steport.train  # noqa: F401  (registers every custom op)
-
-        ns, name = self.torch_op.split("::")
-        return getattr(getattr(torch.ops, ns), name).default
-
     def translation_fn(self):
         return _resolve(self.translation)
 

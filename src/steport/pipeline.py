@@ -78,7 +78,7 @@ def _multiplier_error(recipe: dict) -> tuple[str, float] | None:
     none); None for other families."""
     if recipe.get("family") != "approx":
         return None
-    from .multipliers import get_multiplier
+    from steport.train.multipliers import get_multiplier
 
     name = (recipe.get("model", {}).get("kwargs") or {}).get("multiplier") or "exact"
     if not isinstance(name, str):
@@ -253,7 +253,7 @@ def _provenance() -> dict:
 def _reusable(ckpt_path: Path, recipe: dict, epochs: int | None) -> dict | None:
     """The checkpoint OUT/<name>.pt when it is a finished run of exactly this recipe (same
     model, data, train settings, init_from and epochs), else None."""
-    from .checkpoint import CheckpointError, read_checkpoint
+    from steport.train.checkpoint import CheckpointError, read_checkpoint
 
     if not ckpt_path.is_file():
         return None
@@ -278,8 +278,8 @@ def _family_order(recipe_family: str) -> int:
 def select_recipes(data: str = DEFAULT_DATA) -> list[str]:
     """Built-in recipes training on ``data``, float baseline first. A recipe that does not
     load is kept, so the report shows its error."""
-    from .data import canonical_dataset_name
-    from .recipes import RecipeError, load_recipe, recipe_names
+    from steport.train.data import canonical_dataset_name
+    from steport.train.recipes import RecipeError, load_recipe, recipe_names
 
     want = canonical_dataset_name(data)
     picked = []
@@ -349,12 +349,11 @@ def run_recipe(name: str, out: Path, epochs: int | None, progress: bool,
                reuse: bool = False) -> dict:
     """Train (or, with ``reuse``, take OUT/<name>.pt when it is a finished run of the same
     recipe), export, verify, measure one recipe. Never raises: failures land in the row."""
-    from steport.export.cli import export_checkpoint
+    from steport.export.checkpoint import export_checkpoint
     from steport.export.verify import verify
-
-    from .cli import train_recipe
-    from .data import load_dataset
-    from .recipes import load_recipe
+    from steport.train.data import load_dataset
+    from steport.train.recipes import load_recipe
+    from steport.train.runner import train_recipe
 
     row: dict = {"recipe": Path(name).stem, "family": "", "status": "load"}
     try:
@@ -434,7 +433,7 @@ def load_rows(out: Path) -> list[dict]:
 
 def write_report(out: Path, data: str | None = None) -> list[dict]:
     """Rebuild report.md / report.json / plots from all rows in OUT/results."""
-    from .published import published_results
+    from steport.train.published import published_results
 
     rows = load_rows(out)
     try:
@@ -464,7 +463,7 @@ def run_demo(out_dir: str | None = None, recipes: list[str] | None = None,
     """Run ``recipes`` (default: every built-in recipe for ``data``) into OUT and rebuild
     the report from all rows in OUT/results. ``fresh`` drops rows of earlier runs first;
     by default it does when no subset is named, and a subset's rows merge with the rest."""
-    from .data import canonical_dataset_name
+    from steport.train.data import canonical_dataset_name
 
     data = canonical_dataset_name(data)
     out = Path(out_dir or default_out(data))
