@@ -812,8 +812,12 @@ std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep, Isa isa
   }
   // Unit strides and pl + pr == dw * (KW - 1): every output row is as wide as the input
   // (OW == W for any W), so a panel is one run of a channel-quad plane (ConvCore x4_panels).
+  // The block buffer holds (KH - 1) * dh input rows beyond the block's output rows and guards
+  // of max(pl, pr) pixels: kept small so memory stays bounded by the im2col budget (huge
+  // dilated kernels take the im2col path, which skips all-padding taps).
   cw->x4 = allow_x4 && cw->use_t8 && cw->sep && s.sh == 1 && s.sw == 1 &&
-           s.pl + s.pr == s.dw * (s.KW - 1);
+           s.pl + s.pr == s.dw * (s.KW - 1) && (s.KH - 1) * s.dh <= 32 &&
+           (s.KW - 1) * s.dw <= 32;
   if (cw->x4) {
     const int64_t Cq = (s.Cg + 3) / 4, Kp = s.KH * s.KW * Cq * 4;
     cw->Cq = Cq;
