@@ -42,6 +42,7 @@ import onnx
 from onnx import TensorProto
 
 from steport.registry import DOMAINS, OPS, get
+from steport.registry.shapes import conv_output_hw
 
 PY_DOMAIN = "ai.onnx.contrib"  # the only domain onnxruntime-extensions serves Python ops in
 _PREFIX = "Steport_"
@@ -209,8 +210,7 @@ def _conv_attrs(op: str, strides, pads, dilations, group: int):
 
 
 def _out_hw(op: str, h: int, w: int, kh: int, kw: int, strides, pads, dilations):
-    oh = (h + pads[0] + pads[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
-    ow = (w + pads[1] + pads[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
+    oh, ow = conv_output_hw(h, w, kh, kw, strides, pads, dilations)
     if (h + pads[0] + pads[2] < dilations[0] * (kh - 1) + 1
             or w + pads[1] + pads[3] < dilations[1] * (kw - 1) + 1):
         raise ValueError(f"{op}: kernel {kh}x{kw} (dilations {dilations}) larger than the padded "

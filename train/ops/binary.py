@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from steport.registry import get as _spec
+from steport.registry.shapes import conv_output_hw
 
 from ..ste import sign
 
@@ -143,14 +144,10 @@ def binary_conv2d_train(x: torch.Tensor, w: torch.Tensor, scale: Optional[torch.
     return _affine(y, scale, bias, (1, -1, 1, 1))
 
 
-def _conv_out(h, k, s, p0, p1, d):
-    return (h + p0 + p1 - d * (k - 1) - 1) // s + 1
-
-
 @binary_conv2d_train.register_fake
 def _binary_conv2d_train_fake(x, w, scale, bias, strides, pads, dilations, groups, pad_value):
-    oh = _conv_out(x.shape[2], w.shape[2], strides[0], pads[0], pads[2], dilations[0])
-    ow = _conv_out(x.shape[3], w.shape[3], strides[1], pads[1], pads[3], dilations[1])
+    oh, ow = conv_output_hw(x.shape[2], x.shape[3], w.shape[2], w.shape[3], strides, pads,
+                            dilations)
     return x.new_empty((x.shape[0], w.shape[0], oh, ow))
 
 
@@ -229,6 +226,6 @@ def binary_conv2d(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor, bias: t
 @binary_conv2d.register_fake
 def _binary_conv2d_fake(x, w, scale, bias, kernel_shape, strides, pads, dilations, group,
                         pad_value):
-    oh = _conv_out(x.shape[2], kernel_shape[0], strides[0], pads[0], pads[2], dilations[0])
-    ow = _conv_out(x.shape[3], kernel_shape[1], strides[1], pads[1], pads[3], dilations[1])
+    oh, ow = conv_output_hw(x.shape[2], x.shape[3], kernel_shape[0], kernel_shape[1], strides,
+                            pads, dilations)
     return x.new_empty((x.shape[0], w.shape[0], oh, ow))
