@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from steport.registry import get as _spec
 from steport.registry.shapes import conv_output_hw
 
+from ..ste import conv2d_grads, linear_grads
+
 MATMUL = _spec("approx", "ApproxMatMulInteger")
 CONV = _spec("approx", "ApproxConvInteger")
 
@@ -452,8 +454,7 @@ def _lin_setup(ctx, inputs, output):
 def _lin_backward(ctx, g):
     # STE: gradient of the exact product x @ w.T on the dequantized tensors.
     x, w = ctx.saved_tensors
-    dx = g @ w
-    dw = g.reshape(-1, g.shape[-1]).t() @ x.reshape(-1, x.shape[-1])
+    dx, dw = linear_grads(g, x, w)
     return dx, dw, None, None, None, None, None
 
 
@@ -493,8 +494,7 @@ def _conv_backward(ctx, g):
     # STE: gradient of the exact conv on the dequantized tensors.
     x, w = ctx.saved_tensors
     stride, padding, dilation, groups = ctx.conf
-    dx = torch.nn.grad.conv2d_input(x.shape, w, g, stride, padding, dilation, groups)
-    dw = torch.nn.grad.conv2d_weight(x, w.shape, g, stride, padding, dilation, groups)
+    dx, dw = conv2d_grads(g, x, w, stride, padding, dilation, groups)
     return dx, dw, None, None, None, None, None, None, None, None, None
 
 
