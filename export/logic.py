@@ -14,6 +14,7 @@ from onnx import TensorProto, helper
 from onnxscript import FLOAT, INT64, UINT8, script
 
 from steport.registry import get
+from steport.registry.logic import GATE_TRUTH_TABLE
 
 from .domains import LOGIC, op
 from .onnx_utils import attr_const, const, make_function, node
@@ -35,8 +36,7 @@ def logic_net_translation(x: FLOAT, idx_a: INT64, idx_b: INT64, gate_ids: UINT8,
 
 
 def _truth_table() -> np.ndarray:
-    ids, pos = np.arange(16)[:, None], np.arange(4)[None, :]
-    return ((ids >> (3 - pos)) & 1).astype(np.float32).reshape(-1)
+    return np.array(GATE_TRUTH_TABLE, dtype=np.float32).reshape(-1)
 
 
 def _gate_nodes(h: str, ia: str, ib: str, g64: str, out: str, p: str) -> list[onnx.NodeProto]:

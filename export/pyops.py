@@ -42,6 +42,8 @@ import onnx
 from onnx import TensorProto
 
 from steport.registry import DOMAINS, OPS, get
+from steport.registry.logic import GATE_TRUTH_TABLE, MAX_WIDTH
+from steport.registry.shapes import conv_output_hw
 
 PY_DOMAIN = "ai.onnx.contrib"  # the only domain onnxruntime-extensions serves Python ops in
 _PREFIX = "Steport_"
@@ -209,8 +211,7 @@ def _conv_attrs(op: str, strides, pads, dilations, group: int):
 
 
 def _out_hw(op: str, h: int, w: int, kh: int, kw: int, strides, pads, dilations):
-    oh = (h + pads[0] + pads[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
-    ow = (w + pads[1] + pads[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
+    oh, ow = conv_output_hw(h, w, kh, kw, strides, pads, dilations)
     if (h + pads[0] + pads[2] < dilations[0] * (kh - 1) + 1
             or w + pads[1] + pads[3] < dilations[1] * (kw - 1) + 1):
         raise ValueError(f"{op}: kernel {kh}x{kw} (dilations {dilations}) larger than the padded "
@@ -354,8 +355,7 @@ def approx_conv_integer(x: np.ndarray, w: np.ndarray, lut: np.ndarray,
 # Bits are x != 0 (NaN -> 1); each layer gathers its two operand columns and looks the gate up
 # in the flat 16x4 truth table at 4*id + 2a + b.
 
-_TRUTH = ((np.arange(16)[:, None] >> (3 - np.arange(4)[None, :])) & 1).astype(np.uint8).reshape(-1)
-_LOGIC_MAX_WIDTH = 1 << 24
+_TRUTH = np.array(GATE_TRUTH_TABLE, dtype=np.uint8).reshape(-1)
 
 
 def _logic_tensors(x, ia, ib, g, op: str):
@@ -403,11 +403,11 @@ def logic_net(x, idx_a, idx_b, gate_ids, *, layer_sizes, num_classes: int,
     op = "LogicNet"
     x, ia, ib, g = _logic_tensors(x, idx_a, idx_b, gate_ids, op)
     sizes = list(layer_sizes)
-    if not sizes or any(not isinstance(s, int) or not 1 <= s <= _LOGIC_MAX_WIDTH for s in sizes):
+    if not sizes or any(not isinstance(s, int) or not 1 <= s <= MAX_WIDTH for s in sizes):
         raise ValueError(f"{op}: layer_sizes must be a non-empty list of ints in "
-                         f"[1, {_LOGIC_MAX_WIDTH}], got {sizes}")
-    if not 1 <= x.shape[1] <= _LOGIC_MAX_WIDTH:
-        raise ValueError(f"{op}: input width must be in [1, {_LOGIC_MAX_WIDTH}], got {x.shape[1]}")
+                         f"[1, {MAX_WIDTH}], got {sizes}")
+    if not 1 <= x.shape[1] <= MAX_WIDTH:
+        raise ValueError(f"{op}: input width must be in [1, {MAX_WIDTH}], got {x.shape[1]}")
     if sum(sizes) != ia.size:
         raise ValueError(f"{op}: sum(layer_sizes) = {sum(sizes)} but the index/gate tensors "
                          f"have {ia.size} entries")

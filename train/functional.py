@@ -16,7 +16,7 @@ from typing import Any, Dict, Tuple, Union
 import torch
 
 from .ops.quant import pact, pact_grads
-from .ste import GradFactor
+from .ste import GradFactor, conv2d_grads, linear_grads, sign, sign_ste_grad
 
 __all__ = ["PactActFn", "GradFactor"]
 
@@ -100,9 +100,7 @@ def _approx_linear(x: torch.Tensor, w: torch.Tensor, lut: torch.Tensor) -> torch
 
 
 def _linear_bwd_ste(grad: torch.Tensor, x: torch.Tensor, w: torch.Tensor):
-    gx = grad @ w.to(grad.dtype)
-    gw = grad.reshape(-1, grad.shape[-1]).t() @ x.reshape(-1, x.shape[-1]).to(grad.dtype)
-    return gx, gw
+    return linear_grads(grad, x.to(grad.dtype), w.to(grad.dtype))
 
 
 class FastLinearOp(torch.autograd.Function):
@@ -183,11 +181,7 @@ def _pair(v) -> Tuple[int, int]:
 def _conv_bwd_ste(grad: torch.Tensor, x: torch.Tensor, w: torch.Tensor, conf: Conv2dArgs):
     """torchapprox's shared STE conv gradient: the exact conv2d input and weight gradients
     for the given parameters. Returns (grad_x, grad_w)."""
-    args = conf.backward_args()
-    xf, wf = x.to(grad.dtype), w.to(grad.dtype)
-    gx = torch.nn.grad.conv2d_input(xf.shape, wf, grad, **args)
-    gw = torch.nn.grad.conv2d_weight(xf, wf.shape, grad, **args)
-    return gx, gw
+    return conv2d_grads(grad, x.to(grad.dtype), w.to(grad.dtype), **conf.backward_args())
 
 
 def _approx_conv(x, w, lut, conf: Conv2dArgs) -> torch.Tensor:
@@ -326,15 +320,13 @@ class BinaryLinearForward(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         from .ops.binary import unpack_signs
-        from .ste import sign
 
         x, w = ctx.saved_tensors
-        sw = unpack_signs(w, x.shape[1]).to(grad.dtype) if ctx.packed else sign(w).to(grad.dtype)
-        gx = (grad @ sw) * (x.abs() <= 1).to(grad.dtype)
-        gw = None
-        if not ctx.packed:
-            gw = (grad.t() @ sign(x).to(grad.dtype)) * (w.abs() <= 1).to(grad.dtype)
-        return gx, gw, None, None, None
+        if ctx.packed:  # deploy weights: no latent float weights to train
+            sw = unpack_signs(w, x.shape[1]).to(grad.dtype)
+            return sign_ste_grad(grad @ sw, x), None, None, None, None
+        gsx, gsw = linear_grads(grad, sign(x).to(grad.dtype), sign(w).to(grad.dtype))
+        return sign_ste_grad(gsx, x), sign_ste_grad(gsw, w), None, None, None
 
 
 __all__ += ["FastLinearOp", "Conv2dArgs", "_conv_bwd_ste", "ApproxConv2dOp",

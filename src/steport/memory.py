@@ -14,6 +14,7 @@ import math
 import os
 
 from .registry import DOMAINS
+from .registry.shapes import conv_output_hw
 
 _ELEM_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8}
 
@@ -80,8 +81,7 @@ def _conv_output(x: list[int], w: list[int], attrs: dict, packed: bool) -> list[
     d = attrs.get("dilations", [1, 1])
     if len(s) != 2 or len(p) != 4 or len(d) != 2 or min(s) < 1:
         return None
-    oh = (x[2] + p[0] + p[2] - d[0] * (kh - 1) - 1) // s[0] + 1
-    ow = (x[3] + p[1] + p[3] - d[1] * (kw - 1) - 1) // s[1] + 1
+    oh, ow = conv_output_hw(x[2], x[3], kh, kw, s, p, d)
     return [x[0], w[0], max(oh, 0), max(ow, 0)]
 
 

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from steport.registry.shapes import conv_output_hw
+
 from .logic import MODES, FusedGateStack, LogicDense
 
 __all__ = ["LogicConv2d", "OrPool2d"]
@@ -84,7 +86,7 @@ class LogicConv2d(FusedGateStack):
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        return conv_output_hw(h, w, kh, kw, (sh, sw), (ph, pw, ph, pw), (1, 1))
 
     def _patch_index(self, h: int, w: int) -> torch.Tensor:
         """[H'*W'*C*kh*kw] positions in the zero-padded, flattened [C, H+2ph, W+2pw] input:

@@ -30,6 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from steport.registry import get as _spec
+from steport.registry.shapes import conv_output_hw
+
+from ..ste import conv2d_grads, linear_grads
 
 MATMUL = _spec("approx", "ApproxMatMulInteger")
 CONV = _spec("approx", "ApproxConvInteger")
@@ -75,12 +78,6 @@ def _check_mm(A: torch.Tensor, B: torch.Tensor, lut: torch.Tensor, zp: torch.Ten
                          f"{zp.dtype} {tuple(zp.shape)}")
 
 
-def conv_out_hw(h: int, w: int, kh: int, kw: int, strides, pads, dilations) -> tuple[int, int]:
-    oh = (h + pads[0] + pads[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
-    ow = (w + pads[1] + pads[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
-    return oh, ow
-
-
 def _check_conv_attrs(strides, pads, dilations, group) -> None:
     for name, v, n in (("strides", strides, 2), ("pads", pads, 4), ("dilations", dilations, 2)):
         a = CONV.attr(name)
@@ -108,7 +105,7 @@ def _check_conv(X, W, lut, zp, strides, pads, dilations, group) -> tuple[int, in
     if zp.dtype != torch.uint8 or zp.dim() > 1 or zp.numel() != 1:
         raise ValueError(f"ApproxConvInteger: x_zero_point must be a uint8 scalar, got "
                          f"{zp.dtype} {tuple(zp.shape)}")
-    oh, ow = conv_out_hw(X.shape[2], X.shape[3], W.shape[2], W.shape[3], strides, pads, dilations)
+    oh, ow = conv_output_hw(X.shape[2], X.shape[3], W.shape[2], W.shape[3], strides, pads, dilations)
     if oh < 1 or ow < 1:
         raise ValueError(f"ApproxConvInteger: empty output ({oh}x{ow}) for X {tuple(X.shape)}, "
                          f"W {tuple(W.shape)}, pads {list(pads)}")
@@ -225,7 +222,7 @@ def kernel_conv(k: _Kernels, x: torch.Tensor, w: torch.Tensor, zp: int, lut_flat
     lut = lut_flat.contiguous()
     n, c, h, wd = x8.shape
     co, cg, kh, kw = w8.shape
-    oh, ow = conv_out_hw(h, wd, kh, kw, strides, pads, dilations)
+    oh, ow = conv_output_hw(h, wd, kh, kw, strides, pads, dilations)
     # an empty/negative output is the kernel's to reject (with its message)
     y = torch.empty(n, co, max(oh, 0), max(ow, 0), dtype=torch.int32)
     arr = ctypes.c_int64 * 4
@@ -345,7 +342,7 @@ def conv_codes(x: torch.Tensor, w: torch.Tensor, zp: int, lut_flat, strides, pad
                                group)
     n, c_in, h, wd = x.shape
     c_out, cg, kh, kw = w.shape
-    oh, ow = conv_out_hw(h, wd, kh, kw, strides, pads, dilations)
+    oh, ow = conv_output_hw(h, wd, kh, kw, strides, pads, dilations)
     L, kg, og = oh * ow, cg * kh * kw, c_out // group
     wg = w.reshape(group, og, kg).to(torch.int64)
     per_image = c_in * kh * kw * L * 8
@@ -457,8 +454,7 @@ def _lin_setup(ctx, inputs, output):
 def _lin_backward(ctx, g):
     # STE: gradient of the exact product x @ w.T on the dequantized tensors.
     x, w = ctx.saved_tensors
-    dx = g @ w
-    dw = g.reshape(-1, g.shape[-1]).t() @ x.reshape(-1, x.shape[-1])
+    dx, dw = linear_grads(g, x, w)
     return dx, dw, None, None, None, None, None
 
 
@@ -483,7 +479,7 @@ def approx_conv2d_ste(x: torch.Tensor, w: torch.Tensor, lut: torch.Tensor, x_sca
 
 @approx_conv2d_ste.register_fake
 def _conv_ste_fake(x, w, lut, x_scale, x_zp, w_scale, stride, padding, dilation, groups, model_id):
-    oh, ow = conv_out_hw(x.shape[2], x.shape[3], w.shape[2], w.shape[3], stride,
+    oh, ow = conv_output_hw(x.shape[2], x.shape[3], w.shape[2], w.shape[3], stride,
                          [padding[0], padding[1], padding[0], padding[1]], dilation)
     return x.new_empty((x.shape[0], w.shape[0], oh, ow))
 
@@ -498,8 +494,7 @@ def _conv_backward(ctx, g):
     # STE: gradient of the exact conv on the dequantized tensors.
     x, w = ctx.saved_tensors
     stride, padding, dilation, groups = ctx.conf
-    dx = torch.nn.grad.conv2d_input(x.shape, w, g, stride, padding, dilation, groups)
-    dw = torch.nn.grad.conv2d_weight(x, w.shape, g, stride, padding, dilation, groups)
+    dx, dw = conv2d_grads(g, x, w, stride, padding, dilation, groups)
     return dx, dw, None, None, None, None, None, None, None, None, None
 
 

@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from steport.registry import get as _spec
+from steport.registry.shapes import conv_output_hw
 
-from ..ste import sign
+from ..ste import conv2d_grads, linear_grads, sign, sign_ste_grad
 
 GEMM = _spec("binary", "BinaryGemm")
 CONV = _spec("binary", "BinaryConv2d")
@@ -92,9 +93,8 @@ def _lin_backward(ctx, g):
     x, w, scale = ctx.saved_tensors
     sx, sw = sign(x), sign(w)
     gd = g * scale if ctx.has_scale else g  # gradient w.r.t. the integer dot
-    gx = (gd @ sw) * (x.abs() <= 1).to(g.dtype)
-    g2, x2 = gd.reshape(-1, gd.shape[-1]), sx.reshape(-1, sx.shape[-1])
-    gw = (g2.t() @ x2) * (w.abs() <= 1).to(g.dtype)
+    gsx, gsw = linear_grads(gd, sx, sw)
+    gx, gw = sign_ste_grad(gsx, x), sign_ste_grad(gsw, w)
     gs = gb = None
     if ctx.has_scale:
         gs = (g * F.linear(sx, sw)).reshape(-1, g.shape[-1]).sum(0)
@@ -143,14 +143,10 @@ def binary_conv2d_train(x: torch.Tensor, w: torch.Tensor, scale: Optional[torch.
     return _affine(y, scale, bias, (1, -1, 1, 1))
 
 
-def _conv_out(h, k, s, p0, p1, d):
-    return (h + p0 + p1 - d * (k - 1) - 1) // s + 1
-
-
 @binary_conv2d_train.register_fake
 def _binary_conv2d_train_fake(x, w, scale, bias, strides, pads, dilations, groups, pad_value):
-    oh = _conv_out(x.shape[2], w.shape[2], strides[0], pads[0], pads[2], dilations[0])
-    ow = _conv_out(x.shape[3], w.shape[3], strides[1], pads[1], pads[3], dilations[1])
+    oh, ow = conv_output_hw(x.shape[2], x.shape[3], w.shape[2], w.shape[3], strides, pads,
+                            dilations)
     return x.new_empty((x.shape[0], w.shape[0], oh, ow))
 
 
@@ -167,11 +163,10 @@ def _conv_backward(ctx, g):
     sx, sw = sign(x), sign(w)
     xp = F.pad(sx, _pad4(pads), value=float(pad_value))
     gd = g * scale.reshape(1, -1, 1, 1) if ctx.has_scale else g
-    gxp = torch.nn.grad.conv2d_input(xp.shape, sw, gd, strides, 0, dilations, groups)
-    pt, pl = pads[0], pads[1]
-    gx = gxp[:, :, pt:pt + x.shape[2], pl:pl + x.shape[3]] * (x.abs() <= 1).to(g.dtype)
-    gw = torch.nn.grad.conv2d_weight(xp, sw.shape, gd, strides, 0, dilations, groups)
-    gw = gw * (w.abs() <= 1).to(g.dtype)
+    gxp, gsw = conv2d_grads(gd, xp, sw, strides, 0, dilations, groups)
+    pt, pl = pads[0], pads[1]  # the padded taps are constants: only the image gets a gradient
+    gx = sign_ste_grad(gxp[:, :, pt:pt + x.shape[2], pl:pl + x.shape[3]], x)
+    gw = sign_ste_grad(gsw, w)
     gs = gb = None
     if ctx.has_scale:
         d = F.conv2d(xp, sw, None, strides, 0, dilations, groups)
@@ -229,6 +224,6 @@ def binary_conv2d(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor, bias: t
 @binary_conv2d.register_fake
 def _binary_conv2d_fake(x, w, scale, bias, kernel_shape, strides, pads, dilations, group,
                         pad_value):
-    oh = _conv_out(x.shape[2], kernel_shape[0], strides[0], pads[0], pads[2], dilations[0])
-    ow = _conv_out(x.shape[3], kernel_shape[1], strides[1], pads[1], pads[3], dilations[1])
+    oh, ow = conv_output_hw(x.shape[2], x.shape[3], kernel_shape[0], kernel_shape[1], strides,
+                            pads, dilations)
     return x.new_empty((x.shape[0], w.shape[0], oh, ow))

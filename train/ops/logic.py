@@ -7,21 +7,18 @@ from __future__ import annotations
 import torch
 
 from steport.registry import get as _spec
-from steport.registry.logic import MAX_WIDTH
+from steport.registry.logic import GATE_TRUTH_TABLE, MAX_WIDTH, NUM_GATES
 
 LOGIC_LAYER = _spec("logic", "LogicLayer")
 LOGIC_NET = _spec("logic", "LogicNet")
-NUM_GATES = 16
 PASS_A = 3  # f(a, b) = a: the residual / pass-through gate
 GATE_NAMES = ("FALSE", "AND", "A_AND_NOT_B", "A", "B_AND_NOT_A", "B", "XOR", "OR", "NOR",
               "XNOR", "NOT_B", "A_OR_NOT_B", "NOT_A", "NOT_A_OR_B", "NAND", "TRUE")
 
 
 def truth_table(dtype=torch.float32, device=None) -> torch.Tensor:
-    """[16, 4]: TT[id, 2a + b] = f_id(a, b)."""
-    ids = torch.arange(NUM_GATES, device=device)[:, None]
-    pos = torch.arange(4, device=device)[None, :]
-    return ((ids >> (3 - pos)) & 1).to(dtype)
+    """[16, 4]: TT[id, 2a + b] = f_id(a, b) (steport.registry.logic.GATE_TRUTH_TABLE)."""
+    return torch.tensor(GATE_TRUTH_TABLE, dtype=dtype, device=device)
 
 
 # ---- relaxation (training) ----------------------------------------------------------

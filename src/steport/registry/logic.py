@@ -8,6 +8,13 @@ from .spec import Attr, OpSpec, Port
 # and every index product inside int64).
 MAX_WIDTH = 1 << 24
 
+NUM_GATES = 16
+# The 16 two-input gates (difflogic's order), as data: GATE_TRUTH_TABLE[id][2a + b] = f_id(a, b)
+# = (id >> (3 - (2a + b))) & 1. The torch relaxation and reference, the fallback bodies and the
+# numpy reference kernels all build their tables from this one (plain ints, no torch/numpy).
+GATE_TRUTH_TABLE = tuple(tuple((gate >> (3 - pos)) & 1 for pos in range(4))
+                         for gate in range(NUM_GATES))
+
 OPS = [
     OpSpec(
         family="logic", name="LogicLayer", version=1,
