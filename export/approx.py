@@ -66,7 +66,12 @@ def _lut_sum_nodes(a: str, b: str, out: str) -> list[onnx.NodeProto]:
         # separately shaped column-sum tensor
         node("Mul", ["zp_i", "b_i"], ["corr"]),
         node("Sub", ["prod", "corr"], ["prod_c"]),
-        node("ReduceSum", ["prod_c", "ax_m2"], [out], keepdims=0),
+        # Sums wrap modulo 2^32 (docs/ops.md). Stock onnxruntime's int32 ReduceSum saturates
+        # instead, so sum in int64 (exact for any K an ONNX tensor can hold) and let the Cast
+        # to int32 wrap.
+        node("Cast", ["prod_c"], ["prod_64"], to=TensorProto.INT64),
+        node("ReduceSum", ["prod_64", "ax_m2"], ["sum_64"], keepdims=0),
+        node("Cast", ["sum_64"], [out], to=TensorProto.INT32),
     ]
 
 

@@ -351,12 +351,9 @@ def test_reference_evaluator_wraps_approx_sums_like_the_spec(name):
         assert_bitexact(got, want, f"{name} example {i}")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "stock onnxruntime 1.31 saturates int32 ReduceSum (3 * 2^30 sums to 2147483647, not "
-    "-2^30), so the approx fallback bodies' final ReduceSum clamps overflowing sums where "
-    "docs/ops.md and the kernels wrap; the fix belongs in export/approx.py (sum in int64, then "
-    "Cast to int32)"))
 @pytest.mark.parametrize("name", sorted(APPROX_WRAPPING))
 def test_stock_onnxruntime_wraps_approx_sums_like_the_spec(name):
+    """Stock onnxruntime's int32 ReduceSum saturates (3 * 2^30 -> 2147483647): the bodies sum
+    in int64 and wrap in the final Cast, as the kernels and docs/ops.md do."""
     for i, (model, feeds, want) in enumerate(_wrapping_cases(name)):
         assert_bitexact(_stock_ort(model, feeds)[0], want, f"{name} example {i}")
