@@ -11,6 +11,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -43,7 +44,17 @@ ParFn ThreadPar(int32_t threads) {
       }
     };
     std::vector<std::thread> pool;
-    for (int64_t i = 1; i < workers; ++i) pool.emplace_back(work);
+    pool.reserve(static_cast<size_t>(workers - 1));  // may throw before any thread exists
+    for (int64_t i = 1; i < workers; ++i) {
+      try {
+        pool.emplace_back(work);
+      } catch (const std::system_error&) {
+        // No more threads (a process limit): the chunks are handed out dynamically, so the
+        // threads already running and this one take them all. Propagating would destroy
+        // joinable threads (std::terminate).
+        break;
+      }
+    }
     work();
     for (auto& t : pool) t.join();
     if (error) std::rethrow_exception(error);
