@@ -9,9 +9,11 @@ the v2 gRPC service (grpc_server.py). Why this stdlib core and not an event-loop
 the measurements in docs/deploy.md ("Which HTTP engine")."""
 from __future__ import annotations
 
+import ctypes
 import json
 import select
 import socket
+import struct
 import sys
 import threading
 import time
@@ -118,10 +120,7 @@ def _drop_new_syns(lsock: socket.socket) -> bool:
     from the TCP header on: byte 13 holds the flags. True when the kernel took it (Linux)."""
     if not sys.platform.startswith("linux"):
         return False
-    so_attach_filter = getattr(socket, "SO_ATTACH_FILTER", 26)
-    import ctypes
-    import struct
-
+    so_attach_filter = getattr(socket, "SO_ATTACH_FILTER", 26)  # Python has no name for it
     ld_b_abs, and_k, jeq_k, ret_k = 0x30, 0x54, 0x15, 0x06
     syn, ack = 0x02, 0x10
     prog = [(ld_b_abs, 0, 0, 13),                 # A = TCP flags
