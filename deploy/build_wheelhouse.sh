@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fill wheelhouse/ on the host so the image builds offline (the Dockerfile installs with
-# --no-index from it): the runtime wheels (numpy, onnx, onnxruntime and their deps), the
+# --no-index from it): the runtime wheels (numpy, onnx, onnxruntime and their deps; kserve
+# and its deps for the `kserve` target), the
 # build backend (scikit-build-core) and the ORT C/C++ headers (wheelhouse/ort-include) for
 # compiling ort_ops in the builder stage. Re-running is cheap (pip reuses its cache).
 #   deploy/build_wheelhouse.sh [OUT]     (default: wheelhouse/ at the repo root)
@@ -13,10 +14,13 @@ PYVER="${STEPORT_IMAGE_PYVER:-3.11}"
 mkdir -p "$OUT"
 say() { echo "[build_wheelhouse] $*" >&2; }
 
-# Runtime pins come from pyproject.toml's [project] dependencies (one source of truth).
+# Runtime pins come from pyproject.toml's [project] dependencies (one source of truth), plus
+# the kserve extra for the image's `kserve` target (Dockerfile): resolved together, so both
+# targets install the same versions of what they share.
 mapfile -t deps < <("$PY" - <<'PY'
 import tomllib
-print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+print("\n".join(project["dependencies"] + project["optional-dependencies"]["kserve"]))
 PY
 )
 build_req=$("$PY" -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["build-system"]["requires"][0])')

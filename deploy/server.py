@@ -9,9 +9,11 @@ the v2 gRPC service (grpc_server.py). Why this stdlib core and not an event-loop
 the measurements in docs/deploy.md ("Which HTTP engine")."""
 from __future__ import annotations
 
+import ctypes
 import json
 import select
 import socket
+import struct
 import sys
 import threading
 import time
@@ -99,6 +101,40 @@ def _ort_error_status(e: BaseException) -> int:
         return 400
     # image models: an undecodable image fails inside the decoder node
     return 400 if "ImageDecoder" in str(e) or "steport_bad_image" in str(e) else 500
+
+
+# How long the accept queue must stay empty, after new SYNs are dropped, before the listener
+# closes: a handshake the kernel answered just before the filter completes within one
+# round trip (microseconds on loopback, tens of milliseconds across a cluster network).
+_HANDSHAKE_SETTLE_S = 0.2
+# A connection accepted during the drain that has not sent its first request yet is given
+# this long to send it before its read is shut (its client connected to be answered; closing
+# it at once would answer a request sent a moment later with a reset).
+_FIRST_REQUEST_GRACE_S = 1.0
+
+
+def _drop_new_syns(lsock: socket.socket) -> bool:
+    """Attach a classic BPF filter to the listening socket that drops pure SYN segments (new
+    connection attempts) and lets every other segment through (handshake ACKs, data of
+    accepted connections, which inherit the filter). For TCP the filter sees the segment
+    from the TCP header on: byte 13 holds the flags. True when the kernel took it (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    so_attach_filter = getattr(socket, "SO_ATTACH_FILTER", 26)  # Python has no name for it
+    ld_b_abs, and_k, jeq_k, ret_k = 0x30, 0x54, 0x15, 0x06
+    syn, ack = 0x02, 0x10
+    prog = [(ld_b_abs, 0, 0, 13),                 # A = TCP flags
+            (and_k, 0, 0, syn | ack),             # A &= SYN|ACK
+            (jeq_k, 0, 1, syn),                   # SYN without ACK: next (drop), else skip
+            (ret_k, 0, 0, 0),                     # drop
+            (ret_k, 0, 0, 0xFFFFFFFF)]            # keep the whole segment
+    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in prog))
+    fprog = struct.pack("HP", len(prog), ctypes.addressof(code))
+    try:
+        lsock.setsockopt(socket.SOL_SOCKET, so_attach_filter, fprog)  # the kernel copies it
+    except OSError:
+        return False
+    return True
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -195,6 +231,8 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         self.busy = False
         self.header_t0 = None
+        self.accepted_t = time.monotonic()
+        self.served = 0  # responses sent on this connection
         with self.server.conn_lock:
             self.server.conns.add(self)
         self.server.app.metrics.inflight.set(len(self.server.conns))
@@ -260,6 +298,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _done(self, status: int, nbytes: int) -> None:
         app = self.server.app
+        self.served += 1
         dt = time.perf_counter() - getattr(self, "t0", time.perf_counter())
         path = getattr(self, "path", "")
         kind = _endpoint_kind(path)
@@ -610,18 +649,7 @@ class Server:
             grpc_done = threading.Thread(target=self._grpc.stop,
                                          args=(self.config.drain_timeout_s,), daemon=True)
             grpc_done.start()
-        # Connections the kernel already completed sit in the listen backlog: closing the
-        # listener now would reset them. Take them in and answer them; then close, so later
-        # connects are refused (ECONNREFUSED), never reset.
-        httpd.socket.setblocking(False)
-        while True:
-            try:
-                request, addr = httpd.socket.accept()
-            except OSError:
-                break
-            request.setblocking(True)
-            httpd.process_request(request, addr)
-        httpd.socket.close()
+        self._drain_backlog(httpd)
         deadline = t0 + self.config.drain_timeout_s
         clean = True
         while True:
@@ -631,9 +659,12 @@ class Server:
                 # (thread start is slow under load) still count: their request is answered
                 # before the batchers stop
                 unregistered = httpd.active - len(conns)
+            now = time.monotonic()
             for c in conns:
                 if c.busy or c.header_t0 is None:
                     continue
+                if not c.served and now - c.accepted_t < _FIRST_REQUEST_GRACE_S:
+                    continue  # accepted moments ago: its client is about to send the request
                 # idle keep-alive: wake its blocked read so the thread ends; but not if a
                 # request is already arriving on it (it is served, then the connection closes)
                 try:
@@ -663,6 +694,35 @@ class Server:
         self._httpd = None
         self.log("stopped", clean=clean, seconds=round(time.monotonic() - t0, 3))
         return clean
+
+    def _drain_backlog(self, httpd: "_HTTPServer") -> None:
+        """Answer every connection the kernel has completed, then close the listener.
+
+        Closing a listener resets the connections in its accept queue, and the kernel keeps
+        completing handshakes until the close: a connect landing between the last accept()
+        and close() would be reset. So the kernel stops taking new connections first (a
+        socket filter drops incoming SYNs: the client retries its SYN after ~1 s and then
+        meets the closed port, ECONNREFUSED), handshakes already answered with a SYN-ACK
+        still complete (their ACK passes the filter), and the queue is drained until it has
+        been empty for one settle period. Without the filter (not Linux) the old race stays."""
+        lsock = httpd.socket
+        filtered = _drop_new_syns(lsock)
+        lsock.setblocking(False)
+        deadline = time.monotonic() + self.config.drain_timeout_s
+        quiet_since = time.monotonic()
+        while True:
+            try:
+                request, addr = lsock.accept()
+            except OSError:
+                now = time.monotonic()
+                if not filtered or now - quiet_since >= _HANDSHAKE_SETTLE_S or now > deadline:
+                    break
+                select.select([lsock], [], [], _HANDSHAKE_SETTLE_S / 4)
+                continue
+            request.setblocking(True)
+            httpd.process_request(request, addr)
+            quiet_since = time.monotonic()
+        lsock.close()
 
     def __enter__(self) -> "Server":
         return self.start()

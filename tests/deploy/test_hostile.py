@@ -8,11 +8,13 @@ import gzip
 import http.client
 import json
 import socket
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
 from steport.deploy.loadtest import spawn_server, stop_server
 
@@ -221,6 +223,57 @@ def test_sigterm_under_load_answers_every_accepted_request(model_dir):
         assert rc == 0
         assert set(results) <= {200, "refused"}, counts
         assert counts.get(200, 0) > 8
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_ATTACH_FILTER is Linux's")
+def test_drain_filter_drops_new_connects_and_keeps_accepted_ones():
+    """The kernel-level half of the drain: once the listener's SYN filter is on, a new
+    connect gets no handshake (its SYN is dropped) while a connection accepted before keeps
+    exchanging data; after the listener closes, the retried SYN is refused, never reset."""
+    from steport.deploy.server import _drop_new_syns
+
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    port = lsock.getsockname()[1]
+    before = socket.create_connection(("127.0.0.1", port), timeout=5)
+    queued = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        served, _ = lsock.accept()
+        assert _drop_new_syns(lsock)
+        with pytest.raises((TimeoutError, socket.timeout)):
+            socket.create_connection(("127.0.0.1", port), timeout=0.5)
+        before.sendall(b"ping")
+        assert served.recv(4) == b"ping"
+        served.sendall(b"pong")
+        assert before.recv(4) == b"pong"
+        late: list = []
+
+        def connect():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=10).close()
+                late.append("connected")
+            except OSError as e:
+                late.append(type(e).__name__)
+
+        t = threading.Thread(target=connect)
+        t.start()
+        time.sleep(0.3)  # its first SYN was dropped; the retry comes ~1 s after it
+        lsock.setblocking(False)
+        waiting, _ = lsock.accept()  # completed before the filter: still in the queue
+        with pytest.raises(BlockingIOError):
+            lsock.accept()  # nothing completed after it
+        queued.sendall(b"late")
+        assert waiting.recv(4) == b"late"
+        lsock.close()
+        t.join(10)
+        assert late == ["ConnectionRefusedError"]
+        served.close()
+        waiting.close()
+    finally:
+        before.close()
+        queued.close()
+        lsock.close()
 
 
 def test_no_access_log_means_no_per_request_lines(make_server):
