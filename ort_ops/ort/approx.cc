@@ -12,6 +12,7 @@
 
 #include "core/approx/lut_ops.h"
 #include "core/common/cpu.h"
+#include "core/common/shapes.h"
 #include "steport/families.h"
 #include "steport/spec.h"
 #ifdef STEPORT_WITH_CUDA
@@ -173,9 +174,9 @@ struct ConvCpu {
     Check(C % group == 0 && Co % group == 0 && Cg * group == C, "channels do not fit group=",
           group, ": X ", ShapeStr(x.shape), ", W ", ShapeStr(w.shape));
     Check(KH >= 1 && KW >= 1, "W has an empty kernel: ", ShapeStr(w.shape));
-    const int64_t OH = (H + pt + pb - dh * (KH - 1) - 1) / sh + 1;
-    const int64_t OW = (Wd + pl + pr - dw * (KW - 1) - 1) / sw + 1;
-    Check(H + pt + pb - dh * (KH - 1) - 1 >= 0 && Wd + pl + pr - dw * (KW - 1) - 1 >= 0,
+    const int64_t OH = ConvOutputSize(H, pt, pb, KH, sh, dh);
+    const int64_t OW = ConvOutputSize(Wd, pl, pr, KW, sw, dw);
+    Check(OH >= 1 && OW >= 1,
           "kernel larger than the padded input: X ", ShapeStr(x.shape), ", W ", ShapeStr(w.shape));
     const int32_t* lut = ReadLut(ctx, 2);
     const int32_t zp = ReadZeroPoint(ctx, 3, "x_zero_point");

@@ -7,6 +7,7 @@
 
 #include "core/binary/binary_ops.h"
 #include "core/common/cpu.h"
+#include "core/common/shapes.h"
 #include "steport/families.h"
 #include "steport/spec.h"
 #ifdef STEPORT_WITH_CUDA
@@ -185,11 +186,11 @@ struct ConvCpu {
           kh * kw * cg, " exceeds ", spec_gemm::kKMax);
     CheckChannelVector(scale, co, "scale");
     CheckChannelVector(bias, co, "bias");
-    const int64_t eh = dilations[0] * (kh - 1) + 1, ew = dilations[1] * (kw - 1) + 1;
-    const int64_t ph = h + pads[0] + pads[2], pw = wd + pads[1] + pads[3];
-    Check(ph >= eh && pw >= ew, "padded input ", ph, "x", pw,
-          " is smaller than the dilated kernel ", eh, "x", ew);
-    const int64_t oh = (ph - eh) / strides[0] + 1, ow = (pw - ew) / strides[1] + 1;
+    const int64_t oh = ConvOutputSize(h, pads[0], pads[2], kh, strides[0], dilations[0]);
+    const int64_t ow = ConvOutputSize(wd, pads[1], pads[3], kw, strides[1], dilations[1]);
+    Check(oh >= 1 && ow >= 1, "padded input ", h + pads[0] + pads[2], "x",
+          wd + pads[1] + pads[3], " is smaller than the dilated kernel ",
+          dilations[0] * (kh - 1) + 1, "x", dilations[1] * (kw - 1) + 1);
     std::vector<int64_t> oshape{n, co, oh, ow};
     (void)NumElements(oshape);
     auto out = ctx.GetOutput(0, oshape);

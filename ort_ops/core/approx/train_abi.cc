@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/common/cpu.h"
+#include "core/common/shapes.h"
 #include "lut_ops.h"
 
 namespace steport::approx {
@@ -116,14 +117,13 @@ __attribute__((visibility("default"))) int steport_approx_conv2d(
       if (strides[i] < 1 || dilations[i] < 1) Fail("strides and dilations must be >= 1");
     for (int i = 0; i < 4; ++i)
       if (pads[i] < 0) Fail("pads must be >= 0");
-    const int64_t eh = H + pads[0] + pads[2] - dilations[0] * (KH - 1) - 1;
-    const int64_t ew = W + pads[1] + pads[3] - dilations[1] * (KW - 1) - 1;
-    if (eh < 0 || ew < 0) Fail("kernel larger than the padded input");
+    const int64_t OH = ConvOutputSize(H, pads[0], pads[2], KH, strides[0], dilations[0]);
+    const int64_t OW = ConvOutputSize(W, pads[1], pads[3], KW, strides[1], dilations[1]);
+    if (OH < 1 || OW < 1) Fail("kernel larger than the padded input");
     if (NB == 0) return;
     if (!x || !w || !y) Fail("null buffer");
     const ConvShape s{NB, C, H, W, Co, Cg, KH, KW, strides[0], strides[1], pads[0], pads[1],
-                      pads[2], pads[3], dilations[0], dilations[1], group,
-                      eh / strides[0] + 1, ew / strides[1] + 1};
+                      pads[2], pads[3], dilations[0], dilations[1], group, OH, OW};
     auto prep = PrepareLut(lut);
     Conv(*prep, SelectIsa(), s, x, w, zp, y, ThreadPar(threads));
   });
