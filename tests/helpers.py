@@ -53,3 +53,38 @@ def single_node_model(spec: OpSpec, inputs: dict[str, np.ndarray | None],
 
 def feeds_for(inputs: dict[str, np.ndarray | None]) -> dict[str, np.ndarray]:
     return {k: v for k, v in inputs.items() if v is not None}
+
+
+def calibrate_for_integer_export(model, shape=(3, 16, 16), input_scale: float = 1.0,
+                                 input_shift: float = 0.0):
+    """Integer-export test models: random weights, BN statistics and quantizer ranges from a
+    few training-mode batches of ``randn * input_scale + input_shift``, then BN affine
+    parameters of both signs, including a zero scale (a constant channel), so folding is
+    exercised. Returns the model in eval mode."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(32, *shape) * input_scale + input_shift)
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.weight.uniform_(-1.5, 1.5)
+                m.weight[0] = 0.0
+                m.bias.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+def ort_session(proto: onnx.ModelProto, optimized: str | None = None):
+    """Stock onnxruntime (no steport ops), 2 threads; ``optimized``: where ORT writes the
+    graph it ran (to check fusions)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    if optimized:
+        so.optimized_model_filepath = optimized
+    return ort.InferenceSession(proto.SerializeToString(), so,
+                                providers=["CPUExecutionProvider"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -17,6 +16,8 @@ from steport.export import ExportError
 from steport.export.integer import build_plan, export_integer_model, integer_reference
 from steport.train.layers.approx import ApproxConv2d, ApproxLinear
 from steport.train.models import build_model
+
+from ..helpers import calibrate_for_integer_export, ort_session
 
 
 def net(mode: str = "lut", per_channel: bool = True, multiplier=None) -> nn.Sequential:
@@ -31,26 +32,12 @@ def net(mode: str = "lut", per_channel: bool = True, multiplier=None) -> nn.Sequ
 
 
 def calibrated(model: nn.Module, shape=(3, 16, 16)) -> nn.Module:
-    torch.manual_seed(0)
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(torch.randn(32, *shape) * 1.5 + 0.3)
-        for m in model.modules():
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                m.weight.uniform_(-1.5, 1.5)
-                m.weight[0] = 0.0
-                m.bias.uniform_(-0.5, 0.5)
-    return model.eval()
+    # shifted signed inputs: the first layer's quantizer gets a zero point
+    return calibrate_for_integer_export(model, shape, input_scale=1.5, input_shift=0.3)
 
 
 def run(proto: onnx.ModelProto, x: torch.Tensor, optimized: str | None = None) -> np.ndarray:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
-    if optimized:
-        so.optimized_model_filepath = optimized
-    sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    return sess.run(None, {"input": x.numpy()})[0]
+    return ort_session(proto, optimized).run(None, {"input": x.numpy()})[0]
 
 
 @pytest.mark.parametrize("mode,per_channel", [("lut", True), ("quant", True), ("lut", False)])

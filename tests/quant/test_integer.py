@@ -7,7 +7,6 @@ from collections import OrderedDict
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -17,6 +16,8 @@ from steport.export import ExportError
 from steport.export.integer import build_plan, export_integer_model, integer_reference
 from steport.train.layers.quant import PACT, QConv2d, QLinear, SignedActQuant
 from steport.train.ops.quant import dorefa_weight_codes, quantize_weight, symmetric_weight_codes
+
+from ..helpers import calibrate_for_integer_export, ort_session
 
 
 def small_net(bits: int, weight_quant: str = "symmetric", weight_bits: int = 8,
@@ -36,28 +37,7 @@ def small_net(bits: int, weight_quant: str = "symmetric", weight_bits: int = 8,
 
 
 def calibrated(model: nn.Module, shape=(3, 16, 16)) -> nn.Module:
-    """Random weights, BN statistics from a few batches, BN affine parameters of both signs
-    (including a zero scale: a constant channel) so folding is exercised."""
-    torch.manual_seed(0)
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(torch.randn(32, *shape))
-        for m in model.modules():
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                m.weight.uniform_(-1.5, 1.5)
-                m.weight[0] = 0.0
-                m.bias.uniform_(-0.5, 0.5)
-    return model.eval()
-
-
-def ort_session(proto: onnx.ModelProto, optimized: str | None = None) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
-    if optimized:
-        so.optimized_model_filepath = optimized
-    return ort.InferenceSession(proto.SerializeToString(), so,
-                                providers=["CPUExecutionProvider"])
+    return calibrate_for_integer_export(model, shape)
 
 
 CONFIGS = [(2, "symmetric", 8), (4, "symmetric", 8), (8, "symmetric", 8), (4, "symmetric", 4),
