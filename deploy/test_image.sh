@@ -39,6 +39,17 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+free_port() { "$HOSTPY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# wait_ready PID LOG PORT SECONDS WHAT: poll /v2/health/ready every 0.5 s while PID lives.
+wait_ready() {
+  local pid=$1 log=$2 port=$3 secs=$4 what=$5 _
+  for _ in $(seq 1 $((secs * 2))); do
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "$what exited early (log above)"; }
+    if "$HOSTPY" -c "import urllib.request as u,sys; sys.exit(u.urlopen('http://127.0.0.1:$port/v2/health/ready',timeout=1).status!=200)" 2>/dev/null; then return 0; fi
+    sleep 0.5
+  done
+  cat "$log" >&2; die "$what not ready on 127.0.0.1:$port within ${secs}s"
+}
 
 phase "1/11 tools"
 [ "$(id -u)" = 0 ] || cannot "needs root (debootstrap, buildah --isolation=chroot); run as root or in CI's root shell"
@@ -102,18 +113,12 @@ size=$(podman image inspect --format '{{.Size}}' "$IMAGE" 2>/dev/null || echo "?
 say "user $uid, no torch, no compiler, HEALTHCHECK set, size $size bytes"
 
 phase "7/11 run the server inside the image"
-PORT="${PORT:-$("$HOSTPY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
-GPORT="${GPORT:-$("$HOSTPY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
+PORT="${PORT:-$(free_port)}"
+GPORT="${GPORT:-$(free_port)}"
 setsid buildah run --isolation=chroot -v "$work/models:/models:ro" "$ctr" -- \
   steport serve /models --host 127.0.0.1 --port "$PORT" --max-delay-ms 1 --grpc-port "$GPORT" > "$work/server.log" 2>&1 &
 srv_pid=$!
-ok=""
-for _ in $(seq 1 120); do
-  kill -0 "$srv_pid" 2>/dev/null || { cat "$work/server.log" >&2; die "the server exited early (log above)"; }
-  if "$HOSTPY" -c "import urllib.request as u,sys; sys.exit(u.urlopen('http://127.0.0.1:$PORT/v2/health/ready',timeout=1).status!=200)" 2>/dev/null; then ok=1; break; fi
-  sleep 0.5
-done
-[ -n "$ok" ] || { cat "$work/server.log" >&2; die "not ready on 127.0.0.1:$PORT within 60s"; }
+wait_ready "$srv_pid" "$work/server.log" "$PORT" 60 "the server"
 
 phase "8/11 requests"
 timeout 120 "$HOSTPY" - "$PORT" "$work/expect.json" "$GPORT" <<'PY' || { cat "$work/server.log" >&2; die "request checks failed (above)"; }
@@ -190,8 +195,8 @@ if [ -n "$WITH_KSERVE" ]; then
   # the ServingRuntime's container args must be the image's entry point (what KServe runs);
   # run them with loopback and free ports (a shared CI host may use 8080/8081)
   buildah inspect --type image "$KSERVE_IMAGE" > "$work/kserve-image.json" || die "buildah inspect $KSERVE_IMAGE failed"
-  KPORT=$("$HOSTPY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  KGPORT=$("$HOSTPY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  KPORT=$(free_port)
+  KGPORT=$(free_port)
   mapfile -t run_args < <("$HOSTPY" - "$work/kserve-image.json" "$KPORT" "$KGPORT" <<'PY'
 import json, sys, yaml
 config = json.load(open(sys.argv[1]))["Docker"]["config"]
@@ -225,13 +230,7 @@ print(json.dumps(out))" > "$work/session_in_image.json" || die "steport.session 
   setsid buildah run --isolation=chroot -v "$work/models:/mnt/models:ro" "$kctr" -- \
     "${run_args[@]}" > "$work/kserve.log" 2>&1 &
   srv_pid=$!
-  ok=""
-  for _ in $(seq 1 180); do
-    kill -0 "$srv_pid" 2>/dev/null || { cat "$work/kserve.log" >&2; die "the KServe server exited early (log above)"; }
-    if "$HOSTPY" -c "import urllib.request as u,sys; sys.exit(u.urlopen('http://127.0.0.1:$KPORT/v2/health/ready',timeout=1).status!=200)" 2>/dev/null; then ok=1; break; fi
-    sleep 0.5
-  done
-  [ -n "$ok" ] || { cat "$work/kserve.log" >&2; die "KServe server not ready on 127.0.0.1:$KPORT within 90s"; }
+  wait_ready "$srv_pid" "$work/kserve.log" "$KPORT" 90 "the KServe server"
   timeout 120 "$HOSTPY" - "$KPORT" "$KGPORT" "$work/expect.json" "$work/session_in_image.json" <<'PY' || { cat "$work/kserve.log" >&2; die "KServe request checks failed (above)"; }
 import json, sys, urllib.request, urllib.error
 import numpy as np
