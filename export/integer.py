@@ -239,16 +239,11 @@ def _act_quant(name: str, m: nn.Module) -> ActQuant:
 
 
 def _approx_weights(m: nn.Module) -> tuple[np.ndarray, np.ndarray]:
-    """(int8 codes, fp32 scale per output channel) exactly as ApproxConv2d / ApproxLinear
-    quantize their weights for export: round(w / (max|w| / 127)), saturated to int8."""
-    from steport.train.layers.approx import weight_scale
-
-    w = m.weight.detach().cpu().float()
-    ws = weight_scale(w, m.per_channel)
-    s = ws.reshape(-1, *([1] * (w.dim() - 1))) if ws.numel() > 1 else ws.reshape(())
-    codes = torch.clamp(torch.round(w / s), -128, 127)
-    scale = ws.reshape(-1).expand(w.shape[0]) if ws.numel() == 1 else ws
-    return codes.double().numpy(), scale.double().numpy()
+    """(int8 codes, fp32 scale per output channel) as ApproxConv2d / ApproxLinear store them
+    (their weight_codes())."""
+    codes, ws = m.weight_codes()
+    scale = ws.reshape(-1).expand(codes.shape[0]) if ws.numel() == 1 else ws
+    return codes.cpu().double().numpy(), scale.cpu().double().numpy()
 
 
 def _conv_attrs(name: str, m: nn.Module) -> dict:
@@ -314,14 +309,9 @@ def _finish_lut_linear(step: IntLinearStep, name: str, m: nn.Module, k: np.ndarr
     if not (np.isfinite(w_scale).all() and (w_scale != 0).all()):
         raise _err(name, m, "folded weight scale under/overflows fp32 (BatchNorm variance?)")
     step.w_codes, step.w_scale = codes.astype(np.int8), w_scale
-    bias_q = np.round((k * step.raw_bias + t) / step.acc_scale().astype(np.float64))
-    fan_in = int(np.prod(codes.shape[1:]))
-    worst = fan_in * (float(np.abs(step.lut.astype(np.int64)).max()) + 255 * 128) + \
-        np.abs(bias_q).max(initial=0)
-    if not np.isfinite(bias_q).all() or worst > INT32_MAX:
-        raise _err(name, m, f"integer accumulator could reach {worst:.3g}, beyond int32 "
-                            "(bias too large for its scale, or fan-in too large)")
-    step.bias = bias_q.astype(np.int32)
+    # a tap adds LUT[a][b] - zp·b
+    _set_int32_bias(step, name, m, k * step.raw_bias + t,
+                    float(np.abs(step.lut.astype(np.int64)).max()) + 255 * 128)
 
 
 def _fold_bn(step: IntLinearStep, name: str, bn: nn.Module) -> None:
@@ -364,14 +354,20 @@ def _finish_linear(step: IntLinearStep, name: str, m: nn.Module) -> None:
     if not (np.isfinite(w_scale).all() and (w_scale > 0).all()):
         raise _err(name, m, "folded weight scale under/overflows fp32 (BatchNorm variance?)")
     step.w_codes, step.w_scale = codes.astype(np.int8), w_scale
-    acc_unit = step.acc_scale().astype(np.float64)
-    bias_f = k * step.raw_bias + t
-    bias_q = np.round(bias_f / acc_unit)  # numpy rounds half to even
-    # int32 accumulators (MLAS) must hold the largest possible sum.
-    fan_in = int(np.prod(codes.shape[1:]))
     zq = step.x_q.zero_point
     x_max = max(abs(step.x_q.lo - zq), abs(step.x_q.hi - zq))
-    worst = fan_in * x_max * float(np.abs(codes).max(initial=0)) + np.abs(bias_q).max(initial=0)
+    _set_int32_bias(step, name, m, k * step.raw_bias + t,
+                    x_max * float(np.abs(codes).max(initial=0)))
+
+
+def _set_int32_bias(step: IntLinearStep, name: str, m: nn.Module, bias_f: np.ndarray,
+                    max_tap: float) -> None:
+    """step.bias = the float bias in accumulator units, rounded half to even (numpy), after
+    checking that int32 accumulators hold the largest possible sum: fan_in taps of at most
+    ``max_tap`` in magnitude, plus the bias."""
+    bias_q = np.round(bias_f / step.acc_scale().astype(np.float64))
+    fan_in = int(np.prod(step.w_codes.shape[1:]))
+    worst = fan_in * max_tap + np.abs(bias_q).max(initial=0)
     if not np.isfinite(bias_q).all() or worst > INT32_MAX:
         raise _err(name, m, f"integer accumulator could reach {worst:.3g}, beyond int32 "
                             "(bias too large for its scale, or fan-in too large)")
@@ -397,8 +393,9 @@ def _next_quantizer(layers, start: int):
 def build_plan(model: nn.Module, input_rank: int = 4) -> IntegerPlan:
     """Walk an nn.Sequential of QConv2d / QLinear (+ BatchNorm folded into them, ReLU,
     MaxPool2d, Flatten, Dropout, Identity) into integer steps (docs/ops.md "Integer
-    models"). ApproxConv2d / ApproxLinear count as quantized layers when they multiply
-    exactly. Raises ExportError naming the first layer it cannot express."""
+    models"). ApproxConv2d / ApproxLinear count as quantized layers (QDQ nodes with the
+    exact multiplier, their LUT otherwise). Raises ExportError naming the first layer it
+    cannot express."""
     quantized = _quantized_types()
     layers = _leaves(model)
     steps: list = []
@@ -453,7 +450,8 @@ def build_plan(model: nn.Module, input_rank: int = 4) -> IntegerPlan:
                 steps.append(FlattenStep())
         else:
             raise _err(name, m, "cannot be expressed in the integer export (supported: "
-                                "QConv2d, QLinear, BatchNorm after them, ReLU, MaxPool2d, "
+                                "QConv2d, QLinear, ApproxConv2d, ApproxLinear, BatchNorm "
+                                "after them, ReLU, MaxPool2d, "
                                 "Flatten, Dropout, Identity)")
     close(len(layers))
     if cur is not None:
@@ -461,7 +459,7 @@ def build_plan(model: nn.Module, input_rank: int = 4) -> IntegerPlan:
             steps.append(ClipStep(*clip, cur.np_dtype))
         steps.append(DequantizeStep(cur))
     if not any(isinstance(s, IntLinearStep) for s in steps):
-        raise ExportError("the model has no quantized layer (QConv2d/QLinear, or an exact "
+        raise ExportError("the model has no quantized layer (QConv2d/QLinear, "
                           "ApproxConv2d/ApproxLinear): nothing to export as integers")
     return IntegerPlan(steps, input_rank)
 
@@ -481,8 +479,10 @@ def to_onnx(plan: IntegerPlan, input_shape: tuple[int, ...], input_name: str = "
             output_name: str = "output") -> onnx.ModelProto:
     """QDQ graph: QuantizeLinear / Clip / DequantizeLinear on activations, DequantizeLinear
     on int8 weight and int32 bias initializers (per output channel, axis 0), float Conv /
-    Gemm between; ORT fuses DQ→Conv→Q into QLinearConv and DQ→Gemm(→Q) into QGemm. Max-pool,
-    flatten and clip run directly on the uint8/int8 codes. The batch dimension is dynamic."""
+    Gemm between; ORT fuses DQ→Conv→Q into QLinearConv and DQ→Gemm(→Q) into QGemm. Layers
+    on an approximate LUT are ai.steport.approx nodes plus the requantization (_lut_layer).
+    Max-pool, flatten and clip run directly on the uint8/int8 codes. The batch dimension is
+    dynamic."""
     nodes, inits = [], []
     counter = iter(range(1 << 30))
     luts: dict[bytes, str] = {}  # one initializer per distinct LUT
@@ -651,10 +651,17 @@ def _lut_reference(st: IntLinearStep, x: torch.Tensor) -> torch.Tensor:
         acc = matmul_codes(codes, w.t(), zp, lut, reference=True)
         shape = (1, -1)
     acc = acc.to(torch.int64) + torch.from_numpy(st.bias.astype(np.int64)).reshape(shape)
-    accf = acc.to(torch.float64).to(torch.float32)  # |acc| < 2^31 (checked): exact in float64
+    # |acc| < 2^31 (checked): exact in float64, then the int32 -> fp32 conversion
+    return _requantize(st, _fp32(acc.to(torch.float64)), shape)
+
+
+def _requantize(st: IntLinearStep, accf: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """fp32 accumulators -> the next layer's codes, sat(round(accf · M_c) + y_z) with
+    M_c = fp32(x_s · w_s_c) / y_s (fp32, as ORT), as float64; or, for the output layer,
+    accf · fp32(x_s · w_s_c)."""
     unit = torch.from_numpy(st.acc_scale())
     if st.out_q is None:
-        return (accf * unit.reshape(shape)).to(torch.float64)
+        return accf * unit.reshape(shape)
     mult = unit / torch.tensor(st.out_q.scale, dtype=torch.float32)
     lo, hi = st.out_q.dtype_range
     y = torch.round(accf * mult.reshape(shape)) + st.out_q.zero_point
@@ -695,16 +702,8 @@ def integer_reference(plan: IntegerPlan, x: torch.Tensor) -> torch.Tensor:
                 acc = xz @ w.T
                 shape = (1, -1)
             acc = acc + torch.from_numpy(st.bias.astype(np.float64)).reshape(shape)
-            accf = _fp32(acc)  # int32 -> fp32 conversion (rounds beyond 2^24, as MLAS)
-            xs = torch.tensor(st.x_q.scale, dtype=torch.float32)
-            unit = xs * torch.from_numpy(st.w_scale)  # fp32 product, as ORT
-            if st.out_q is None:
-                x = accf * unit.reshape(shape)
-            else:
-                mult = unit / torch.tensor(st.out_q.scale, dtype=torch.float32)
-                lo, hi = st.out_q.dtype_range
-                x = torch.round(accf * mult.reshape(shape)) + st.out_q.zero_point
-                x = torch.clamp(x, lo, hi).to(torch.float64)
+            # int32 -> fp32 conversion (rounds beyond 2^24, as MLAS)
+            x = _requantize(st, _fp32(acc), shape)
         elif isinstance(st, MaxPoolStep):
             x = torch.nn.functional.max_pool2d(x, st.kernel, st.stride, st.pads, st.dilation,
                                                ceil_mode=st.ceil_mode)

@@ -7,8 +7,8 @@ Activations: unsigned 8-bit affine (observed EMA range, or learned range); weigh
   "lut"    approximate products through the 256x256 LUT (steport::approx_*_ste)
   "model"  approximate products through a behavioural callable (fast training surrogate)
 Export (prepare_export) freezes int8 weights and switches to the deploy form
-  quantize (Div/Round/Add/Clip/Cast) -> ApproxConvInteger / ApproxMatMulInteger -> Cast ->
-  scale Mul -> bias Add,
+  quantize (round(x / s) + z, saturated; the exported graph's QuantizeLinear) ->
+  ApproxConvInteger / ApproxMatMulInteger -> Cast -> scale Mul -> bias Add,
 which always carries the real LUT (mode "quant" exports the exact-product LUT)."""
 from __future__ import annotations
 
@@ -154,6 +154,15 @@ class _ApproxBase(nn.Module):
         ws = weight_scale(self.weight, self.per_channel)
         return xq, fake_quant_weight(self.weight, ws), ws
 
+    @torch.no_grad()
+    def weight_codes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(int8 codes shaped like the weight, fp32 scale [C_out] or [1]): round(w / scale)
+        saturated to int8, scale = max|w| / 127; what every export stores (the
+        ai.steport.approx deploy form and the integer export)."""
+        ws = weight_scale(self.weight, self.per_channel)
+        s = ws.reshape(-1, *([1] * (self.weight.dim() - 1))) if ws.numel() > 1 else ws.reshape(())
+        return torch.clamp(torch.round(self.weight / s), -128, 127).to(torch.int8), ws
+
     # ---- export hooks ----
     def check_exportable(self) -> None:
         from steport.errors import ExportError
@@ -166,10 +175,8 @@ class _ApproxBase(nn.Module):
 
     @torch.no_grad()
     def prepare_export(self) -> None:
-        ws = weight_scale(self.weight, self.per_channel)
-        s = ws.reshape(-1, *([1] * (self.weight.dim() - 1))) if ws.numel() > 1 else ws.reshape(())
-        self.register_buffer("w_int8", torch.clamp(torch.round(self.weight / s), -128, 127)
-                             .to(torch.int8), persistent=False)
+        w_int8, ws = self.weight_codes()
+        self.register_buffer("w_int8", w_int8, persistent=False)
         x_scale, zp = self.act.frozen()
         self.register_buffer("x_scale_frozen", x_scale.reshape(()), persistent=False)
         self.register_buffer("x_zp_u8", torch.tensor(zp, dtype=torch.uint8), persistent=False)
