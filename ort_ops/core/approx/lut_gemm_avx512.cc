@@ -354,8 +354,9 @@ void Sep8TTile(const Sep8TProblem& p, int64_t n0, int64_t l0) {
   }
 }
 // Six output channels x one full 64-lane panel: 24 accumulators, 4 activation vectors and a
-// broadcast weight quad (29 of 32 zmm). Named accumulators, not an array: GCC keeps arrays of
-// __m512i in registers only with a vmovdqa shuffle per product (measured ~7 % slower).
+// broadcast weight quad (29 of 32 zmm). Named accumulators, not Sep8TTile's array: at 6 x 4
+// GCC 12 spills the array to the stack (Sep8TTile<6, 4>, even with DotQuads, measured 2.3x
+// slower on VGG-small layers).
 void Sep8TTile6(const Sep8TProblem& p, int64_t n0, int64_t l0) {
   const int64_t kq = p.Kp / 4;
   const uint8_t* a = p.panel ? p.aq + (l0 / 64) * p.panel : p.aq + l0 * 4;
