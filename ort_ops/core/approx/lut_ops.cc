@@ -628,12 +628,10 @@ void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* 
           if (lo == 0 && hi == OW) continue;
           const int64_t l1 = std::min(l0 + 64, Lb);
           for (int64_t rs = l0 - l0 % OW; rs < l1; rs += OW)  // output rows in the panel
-            for (int64_t l = std::max(rs, l0); l < std::min(rs + OW, l1); ++l) {
-              const int64_t ow = l - rs;
-              if (ow >= lo && ow < hi) { l = std::min(rs + hi, l1) - 1; continue; }
-              for (int64_t cq = 0; cq < Cq; ++cq)
-                std::memcpy(panel + (q0 + cq) * 256 + (l - l0) * 4, &fill4, 4);
-            }
+            for (const auto& [c0, c1] : {ColRange{rs, rs + lo}, ColRange{rs + hi, rs + OW}})
+              for (int64_t l = std::max(c0, l0); l < std::min(c1, l1); ++l)
+                for (int64_t cq = 0; cq < Cq; ++cq)
+                  std::memcpy(panel + (q0 + cq) * 256 + (l - l0) * 4, &fill4, 4);
         }
     }
   };
