@@ -140,11 +140,15 @@ const char* TypeName(ONNXTensorElementDataType t) {
   }
 }
 
-std::string ShapeStr(const std::vector<int64_t>& s) {
-  std::ostringstream os;
+std::ostream& operator<<(std::ostream& os, const ShapeStr& shape) {
   os << "[";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  os << "]";
+  for (size_t i = 0; i < shape.s.size(); ++i) os << (i ? ", " : "") << shape.s[i];
+  return os << "]";
+}
+
+std::string ShapeStr::str() const {
+  std::ostringstream os;
+  os << *this;
   return os.str();
 }
 
