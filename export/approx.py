@@ -15,10 +15,12 @@ from onnxscript import INT8, INT32, UINT8, script
 from steport.registry import get
 
 from .domains import APPROX, op
-from .onnx_utils import attr_const, const, make_function, node
+from .onnx_utils import attr_const, const, make_function, node, ref_attr
 
 MATMUL = get("approx", "ApproxMatMulInteger")
 CONV = get("approx", "ApproxConvInteger")
+QMATMUL = get("approx", "ApproxQLinearMatMul")
+QCONV = get("approx", "ApproxQLinearConv")
 
 
 @script(op)
@@ -82,13 +84,40 @@ def matmul_function(node_proto: onnx.NodeProto | None = None) -> onnx.FunctionPr
     return make_function(MATMUL, nodes)
 
 
+def _requant_nodes(acc: str, channel_shape: list[int], out: str) -> list[onnx.NodeProto]:
+    """out = QuantizeLinear(fp32(acc + bias) * multiplier, 1, y_zero_point): the
+    requantization of docs/ops.md "Integer models" (bias and multiplier reshaped to
+    `channel_shape` to broadcast over the channel axis). QuantizeLinear divides by 1.0
+    (exact), rounds half to even and saturates; an omitted y_zero_point gives uint8 codes
+    with zero point 0."""
+    return [
+        const("rq_shape", channel_shape, "int64"),
+        const("rq_one", 1.0, "float32"),
+        node("Reshape", ["bias", "rq_shape"], ["rq_bias"]),
+        node("Reshape", ["multiplier", "rq_shape"], ["rq_mult"]),
+        node("Add", [acc, "rq_bias"], ["rq_acc"]),       # int32, wraps
+        node("Cast", ["rq_acc"], ["rq_accf"], to=TensorProto.FLOAT),
+        node("Mul", ["rq_accf", "rq_mult"], ["rq_y"]),
+        node("QuantizeLinear", ["rq_y", "rq_one", "y_zero_point"], [out]),
+    ]
+
+
+def qlinear_matmul_function(node_proto: onnx.NodeProto | None = None) -> onnx.FunctionProto:
+    """ApproxQLinearMatMul in standard ONNX: the ApproxMatMulInteger body, then the
+    requantization per column."""
+    nodes = _zero_point_nodes("a_zero_point")
+    nodes += _lut_sum_nodes("A", "B", "acc")
+    nodes += _requant_nodes("acc", [-1], "Y")
+    return make_function(QMATMUL, nodes)
+
+
 def _scalar(name: str, src: str, i: int) -> list[onnx.NodeProto]:
     return [const(f"{name}_i", i, "int64"), node("Gather", [src, f"{name}_i"], [name], axis=0)]
 
 
-def conv_function(node_proto: onnx.NodeProto | None = None) -> onnx.FunctionProto:
-    """ApproxConvInteger in standard ONNX: Pad with the zero-point code, patches by two
-    Gathers with index grids built from Range, then the matmul body per group."""
+def _conv_nodes(out: str) -> list[onnx.NodeProto]:
+    """ApproxConvInteger's sums into `out` from the inputs X, W, lut, x_zero_point and the
+    attributes strides, pads, dilations, group."""
     n = _zero_point_nodes("x_zero_point")
     n += [
         attr_const("strides", "strides", "ints"),
@@ -144,9 +173,33 @@ def conv_function(node_proto: onnx.NodeProto | None = None) -> onnx.FunctionProt
         node("Transpose", ["Y4"], ["Y5"], perm=[0, 1, 3, 2]),     # [N, G, Og, L]
         node("Reshape", ["oh", "vm1"], ["oh_v"]), node("Reshape", ["ow", "vm1"], ["ow_v"]),
         node("Concat", ["n_v", "cout_v", "oh_v", "ow_v"], ["y_shape"], axis=0),
-        node("Reshape", ["Y5", "y_shape"], ["Y"]),
+        node("Reshape", ["Y5", "y_shape"], [out]),
     ]
-    fn = make_function(CONV, n, attrs=[])
-    for a in CONV.attrs:
+    return n
+
+
+def _with_defaults(spec, nodes) -> onnx.FunctionProto:
+    """The function with every attribute declared with its registry default."""
+    fn = make_function(spec, nodes, attrs=[])
+    for a in spec.attrs:
         fn.attribute_proto.append(helper.make_attribute(a.name, a.default))
     return fn
+
+
+def conv_function(node_proto: onnx.NodeProto | None = None) -> onnx.FunctionProto:
+    """ApproxConvInteger in standard ONNX: Pad with the zero-point code, patches by two
+    Gathers with index grids built from Range, then the matmul body per group."""
+    return _with_defaults(CONV, _conv_nodes("Y"))
+
+
+def qlinear_conv_function(node_proto: onnx.NodeProto | None = None) -> onnx.FunctionProto:
+    """ApproxQLinearConv in standard ONNX: the ApproxConvInteger body, the requantization
+    per channel, then MaxPool on the uint8 codes (floor mode; an identity for the default
+    1x1 window)."""
+    n = _conv_nodes("acc")
+    n += _requant_nodes("acc", [-1, 1, 1], "codes")
+    n.append(node("MaxPool", ["codes"], ["Y"],
+                  kernel_shape=ref_attr("kernel_shape", "pool_kernel", "ints"),
+                  strides=ref_attr("strides", "pool_strides", "ints"),
+                  pads=ref_attr("pads", "pool_pads", "ints")))
+    return _with_defaults(QCONV, n)

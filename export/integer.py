@@ -34,6 +34,8 @@ __all__ = ["ActQuant", "IntegerPlan", "build_plan", "to_onnx", "export_integer_m
 INT32_MAX = 2**31 - 1
 _APPROX_CONV = get("approx", "ApproxConvInteger")
 _APPROX_MATMUL = get("approx", "ApproxMatMulInteger")
+_APPROX_QCONV = get("approx", "ApproxQLinearConv")
+_APPROX_QMATMUL = get("approx", "ApproxQLinearMatMul")
 # Layers that pass through the integer graph without arithmetic of their own.
 _NEUTRAL = (nn.Dropout, nn.Identity)
 
@@ -510,7 +512,10 @@ def to_onnx(plan: IntegerPlan, input_shape: tuple[int, ...], input_name: str = "
     # Signed image codes c are stored as uint8 c + 128 (zero point 128): the same integers
     # to QLinearConv, but MLAS's u8·s8 kernels run instead of the slower s8·s8 ones.
     offset = False
-    for st in plan.steps:
+    fused_pool = None  # a MaxPoolStep already inside the previous ApproxQLinearConv
+    for i, st in enumerate(plan.steps):
+        if st is fused_pool:
+            continue
         # build_plan puts a signed image quantizer right before its layer (no clip, no pool)
         assert not (offset and not isinstance(st, IntLinearStep)), "offset codes must feed a layer"
         if isinstance(st, QuantizeStep):
@@ -523,7 +528,9 @@ def to_onnx(plan: IntegerPlan, input_shape: tuple[int, ...], input_name: str = "
         elif isinstance(st, ClipStep):
             x = add("Clip", [x, init(st.dtype(st.lo), "lo"), init(st.dtype(st.hi), "hi")], "clip")
         elif isinstance(st, IntLinearStep) and st.lut is not None:
-            x = _lut_layer(st, x, add, init, luts)
+            nxt = plan.steps[i + 1] if i + 1 < len(plan.steps) else None
+            fused_pool = nxt if _fusable_pool(st, nxt) else None
+            x = _lut_layer(st, x, add, init, luts, fused_pool)
             offset = False
         elif isinstance(st, IntLinearStep):
             base = st.name.replace(".", "_")
@@ -580,37 +587,54 @@ def to_onnx(plan: IntegerPlan, input_shape: tuple[int, ...], input_name: str = "
     return model
 
 
-def _lut_layer(st: IntLinearStep, x: str, add, init, luts: dict) -> str:
-    """An approximate-multiplier step: ApproxConvInteger / ApproxMatMulInteger on the codes
-    (int32 LUT sums), + int32 bias, fp32 cast, × fp32 M_c, QuantizeLinear(scale 1, y_z) =
-    sat(round(fp32(acc)·M_c) + y_z): the requantization of docs/ops.md "Integer models" in
-    standard ops (QuantizeLinear divides by 1.0: exact). The output layer ends at × unit_c."""
+def _fusable_pool(st: IntLinearStep, nxt) -> bool:
+    """A max-pool right after a requantizing conv goes into its ApproxQLinearConv (floor mode,
+    no dilation, pads smaller than the window: the op's pool)."""
+    return (st.kind == "conv" and st.out_q is not None and isinstance(nxt, MaxPoolStep)
+            and not nxt.ceil_mode and tuple(nxt.dilation) == (1, 1)
+            and all(p < k for p, k in zip(nxt.pads, nxt.kernel)))
+
+
+def _lut_layer(st: IntLinearStep, x: str, add, init, luts: dict,
+               pool: MaxPoolStep | None = None) -> str:
+    """An approximate-multiplier step. Requantized to the next layer's codes: one
+    ApproxQLinearConv / ApproxQLinearMatMul node (uint8 codes in and out, ``pool`` fused),
+    sat(round(fp32(acc + bias) · M_c) + y_z) with M_c = fp32(x_s · w_s_c) / y_s. The output
+    layer: ApproxConvInteger / ApproxMatMulInteger, + int32 bias, fp32 cast, × unit_c (docs/ops.md
+    "Integer models")."""
     base = st.name.replace(".", "_")
     key = st.lut.tobytes()
     if key not in luts:
         luts[key] = init(st.lut, "lut")
-    zp = init(np.uint8(st.x_q.zero_point), f"{base}_x_zp")
+    x_zp = init(np.uint8(st.x_q.zero_point), f"{base}_x_zp")
     c = st.w_codes.shape[0]
+    w = (st.w_codes if st.kind == "conv" else np.ascontiguousarray(st.w_codes.T)).astype(np.int8)
+    w = init(w, f"{base}_w")
+    unit = st.acc_scale()
+    if st.out_q is not None:
+        mult = (unit / np.float32(st.out_q.scale)).astype(np.float32)
+        ins = [x, w, luts[key], init(st.bias.astype(np.int32), f"{base}_b"),
+               init(mult, f"{base}_mult"), x_zp,
+               init(np.uint8(st.out_q.zero_point), f"{base}_y_zp")]
+        if st.kind != "conv":
+            return add(_APPROX_QMATMUL.name, ins, f"{base}_codes", domain=_APPROX_QMATMUL.domain)
+        attrs = dict(st.conv)
+        if pool is not None:
+            attrs.update(pool_kernel=list(pool.kernel), pool_strides=list(pool.stride),
+                         pool_pads=[*pool.pads, *pool.pads])
+        return add(_APPROX_QCONV.name, ins, f"{base}_codes", domain=_APPROX_QCONV.domain,
+                   **attrs)
     if st.kind == "conv":
-        acc = add(_APPROX_CONV.name, [x, init(st.w_codes.astype(np.int8), f"{base}_w"),
-                                      luts[key], zp], f"{base}_acc",
+        acc = add(_APPROX_CONV.name, [x, w, luts[key], x_zp], f"{base}_acc",
                   domain=_APPROX_CONV.domain, **st.conv)
         shape = (1, c, 1, 1)
     else:
-        acc = add(_APPROX_MATMUL.name, [x, init(np.ascontiguousarray(st.w_codes.T).astype(np.int8),
-                                                f"{base}_w"), luts[key], zp], f"{base}_acc",
+        acc = add(_APPROX_MATMUL.name, [x, w, luts[key], x_zp], f"{base}_acc",
                   domain=_APPROX_MATMUL.domain)
         shape = (1, c)
     acc = add("Add", [acc, init(st.bias.reshape(shape), f"{base}_b")], f"{base}_acc_b")
     accf = add("Cast", [acc], f"{base}_accf", to=TensorProto.FLOAT)
-    unit = st.acc_scale()
-    if st.out_q is None:
-        return add("Mul", [accf, init(unit.reshape(shape), f"{base}_unit")], f"{base}_y")
-    mult = (unit / np.float32(st.out_q.scale)).astype(np.float32)
-    y = add("Mul", [accf, init(mult.reshape(shape), f"{base}_mult")], f"{base}_y")
-    return add("QuantizeLinear", [y, init(np.float32(1.0), f"{base}_one"),
-                                  init(np.uint8(st.out_q.zero_point), f"{base}_y_zp")],
-               f"{base}_codes")
+    return add("Mul", [accf, init(unit.reshape(shape), f"{base}_unit")], f"{base}_y")
 
 
 def export_integer_model(model: nn.Module, example_input: torch.Tensor,

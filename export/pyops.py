@@ -351,6 +351,67 @@ def approx_conv_integer(x: np.ndarray, w: np.ndarray, lut: np.ndarray,
     return _wrap_i32(y)
 
 
+def requantize_codes(acc: np.ndarray, bias: np.ndarray, multiplier: np.ndarray,
+                     y_zero_point: np.ndarray | None, channel_axis: int, op: str) -> np.ndarray:
+    """int32 sums -> uint8 codes sat(round_half_even(fp32(wrap32(acc + bias[c])) · m[c]) + y_zp)
+    along ``channel_axis`` (docs/ops.md "Integer models"); fp32 arithmetic as ONNX's Cast,
+    Mul and QuantizeLinear."""
+    c = acc.shape[channel_axis]
+    bias, mult = np.asarray(bias), np.asarray(multiplier)
+    if bias.dtype != np.int32 or bias.shape != (c,):
+        raise ValueError(f"{op}: bias must be int32 [{c}], got {bias.dtype} {list(bias.shape)}")
+    if mult.dtype != np.float32 or mult.ndim > 1 or mult.size not in (1, c):
+        raise ValueError(f"{op}: multiplier must be fp32 [{c}] or [1], got {mult.dtype} "
+                         f"{list(mult.shape)}")
+    if not np.isfinite(mult).all():
+        raise ValueError(f"{op}: multiplier must be finite")
+    zp = _zero_point(y_zero_point, op, "y_zero_point")
+    shape = [1] * acc.ndim
+    shape[channel_axis] = -1
+    v = _wrap_i32(acc.astype(np.int64) + bias.astype(np.int64).reshape(shape))
+    f = v.astype(np.float32) * mult.reshape(shape if mult.size > 1 else [1] * acc.ndim)
+    return (np.rint(np.clip(f, np.float32(-zp), np.float32(255 - zp))) + zp).astype(np.uint8)
+
+
+def max_pool_codes(y: np.ndarray, kernel, strides, pads) -> np.ndarray:
+    """MaxPool (floor mode) of uint8 NCHW codes; pads < kernel, so a window's padding (0 here)
+    never exceeds its real values."""
+    (kh, kw), (sh, sw) = kernel, strides
+    yp = np.pad(y, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    return np.lib.stride_tricks.sliding_window_view(yp, (kh, kw), axis=(2, 3))[
+        :, :, ::sh, ::sw].max(axis=(-1, -2))
+
+
+@numpy_kernel("approx", "ApproxQLinearMatMul")
+def approx_q_linear_matmul(a: np.ndarray, b: np.ndarray, lut: np.ndarray, bias: np.ndarray,
+                           multiplier: np.ndarray, a_zero_point: np.ndarray | None = None,
+                           y_zero_point: np.ndarray | None = None) -> np.ndarray:
+    acc = approx_matmul_integer(a, b, lut, a_zero_point)
+    return requantize_codes(acc, bias, multiplier, y_zero_point, -1, "ApproxQLinearMatMul")
+
+
+@numpy_kernel("approx", "ApproxQLinearConv")
+def approx_q_linear_conv(x: np.ndarray, w: np.ndarray, lut: np.ndarray, bias: np.ndarray,
+                         multiplier: np.ndarray, x_zero_point: np.ndarray | None = None,
+                         y_zero_point: np.ndarray | None = None, *, strides=(1, 1),
+                         pads=(0, 0, 0, 0), dilations=(1, 1), group: int = 1,
+                         pool_kernel=(1, 1), pool_strides=(1, 1),
+                         pool_pads=(0, 0, 0, 0)) -> np.ndarray:
+    op = "ApproxQLinearConv"
+    acc = approx_conv_integer(x, w, lut, x_zero_point, strides=strides, pads=pads,
+                              dilations=dilations, group=group)
+    codes = requantize_codes(acc, bias, multiplier, y_zero_point, 1, op)
+    k, s, p = list(pool_kernel), list(pool_strides), list(pool_pads)
+    if (len(k), len(s), len(p)) != (2, 2, 4) or min(k + s) < 1 or min(p) < 0 or \
+            not (p[0] < k[0] and p[2] < k[0] and p[1] < k[1] and p[3] < k[1]):
+        raise ValueError(f"{op}: bad pool_kernel {k}, pool_strides {s} or pool_pads {p} "
+                         "(pads must be smaller than the window)")
+    if codes.shape[2] + p[0] + p[2] < k[0] or codes.shape[3] + p[1] + p[3] < k[1]:
+        raise ValueError(f"{op}: pool_kernel {k} larger than the padded conv output "
+                         f"{list(codes.shape[2:])}")
+    return max_pool_codes(codes, k, s, p)
+
+
 # ---- ai.steport.logic -----------------------------------------------------------------------
 # Bits are x != 0 (NaN -> 1); each layer gathers its two operand columns and looks the gate up
 # in the flat 16x4 truth table at 4*id + 2a + b.

@@ -133,6 +133,32 @@ def _approx_conv(rng, wrapping: bool = False):
             ({"X": x}, {"W": w, "lut": _lut(rng, wrapping)}, {"group": 2}, *out)]  # defaults, zp 0
 
 
+def _requant(rng, c: int, per_channel: bool = True) -> dict:
+    mult = (rng.random(c if per_channel else 1) * 2e-6 + 1e-7) * rng.choice([-1, 1], c if per_channel else 1)
+    return {"bias": rng.integers(-10**6, 10**6, c, dtype=np.int32),
+            "multiplier": mult.astype(np.float32)}
+
+
+def _approx_qmatmul(rng):
+    a = rng.integers(0, 256, (2, 3, 40), dtype=np.uint8)
+    b = rng.integers(-128, 128, (40, 5), dtype=np.int8)
+    out = ([TensorProto.UINT8], [3])
+    zps = {"a_zero_point": np.array(7, np.uint8), "y_zero_point": np.array(120, np.uint8)}
+    return [({"A": a}, {"B": b, "lut": _lut(rng), **_requant(rng, 5), **zps}, {}, *out),
+            ({"A": a}, {"B": b, "lut": _lut(rng), **_requant(rng, 5, False)}, {}, *out)]
+
+
+def _approx_qconv(rng):
+    x = rng.integers(0, 256, (2, 4, 8, 7), dtype=np.uint8)
+    w = rng.integers(-128, 128, (6, 2, 3, 3), dtype=np.int8)
+    attrs = dict(strides=[1, 1], pads=[1, 1, 1, 1], dilations=[1, 1], group=2,
+                 pool_kernel=[3, 2], pool_strides=[2, 2], pool_pads=[1, 0, 1, 1])
+    out = ([TensorProto.UINT8], [4])
+    zps = {"x_zero_point": np.array(9, np.uint8), "y_zero_point": np.array(30, np.uint8)}
+    return [({"X": x}, {"W": w, "lut": _lut(rng), **_requant(rng, 6), **zps}, attrs, *out),
+            ({"X": x}, {"W": w, "lut": _lut(rng), **_requant(rng, 6, False)}, {"group": 2}, *out)]
+
+
 def _logic_x(rng):
     x = rng.standard_normal((5, 12)).astype(np.float32)
     x[x < 0] = 0.0
@@ -164,6 +190,8 @@ EXAMPLES: dict[str, Callable] = {
     "ai.steport.binary::BinaryConv2d": _binary_conv,
     "ai.steport.approx::ApproxMatMulInteger": _approx_matmul,
     "ai.steport.approx::ApproxConvInteger": _approx_conv,
+    "ai.steport.approx::ApproxQLinearMatMul": _approx_qmatmul,
+    "ai.steport.approx::ApproxQLinearConv": _approx_qconv,
     "ai.steport.logic::LogicLayer": _logic_layer,
     "ai.steport.logic::LogicNet": _logic_net,
 }

@@ -93,9 +93,12 @@ def _output_dims(op: str, ins: list, attrs: dict) -> list[int] | None:
         return None
     if op == "Pact":
         return x
-    if op in ("BinaryGemm", "ApproxMatMulInteger") and second and len(second) == 2:
+    # The QLinear forms hold their int32 sums (the unpooled conv output) before requantizing:
+    # that scratch, not the uint8 output, is what they need.
+    if op in ("BinaryGemm", "ApproxMatMulInteger", "ApproxQLinearMatMul") and second \
+            and len(second) == 2:
         return x[:-1] + [second[0] if op == "BinaryGemm" else second[1]]
-    if op in ("BinaryConv2d", "ApproxConvInteger") and second:
+    if op in ("BinaryConv2d", "ApproxConvInteger", "ApproxQLinearConv") and second:
         return _conv_output(x, second, attrs, packed=op == "BinaryConv2d")
     if op == "LogicLayer" and second:
         return [x[0]] + second[:1]
@@ -120,7 +123,7 @@ def node_bytes(model, batch: int = 1) -> list[tuple[str, int]]:
         out_dims = _output_dims(n.op_type, ins, attrs)
         if ins[:1] == [None] or out_dims is None:
             continue
-        elem = 6 if n.op_type.startswith("Approx") else 1  # int32 or float outputs
+        elem = 6 if n.op_type.startswith("Approx") else 1  # int32 (sums) or float outputs
         total = sum(_nbytes(*i) for i in ins if i) + _nbytes(elem, out_dims)
         out.append((f"node '{n.name}' ({n.domain}::{n.op_type}), output {out_dims}", total))
     return out

@@ -90,15 +90,20 @@ def test_backbones_export_as_integer_networks(arch):
 
 @pytest.mark.parametrize("multiplier", ["drum_k4", "mitchell", "truncated_t3"])
 def test_approximate_networks_are_integer_networks_on_their_luts(multiplier):
-    """Any other multiplier: ApproxConvInteger / ApproxMatMulInteger with its LUT, then the
-    requantization in standard ops; equal to the reference (PyTorch LUT sums, not the
-    kernels) bit for bit, on the kernels and on the fallback bodies (stock ORT)."""
+    """Any other multiplier: ApproxQLinearConv / ApproxQLinearMatMul with its LUT and the
+    requantization inside (the max-pool fused into the conv before it); the output layer
+    ApproxMatMulInteger and the float scale in standard ops. Equal to the reference (PyTorch
+    LUT sums, not the kernels) bit for bit, on the kernels and on the fallback bodies (stock
+    ORT)."""
     model = calibrated(net(multiplier=multiplier))
     plan = build_plan(model)
     x = torch.randn(24, 3, 16, 16) * 1.5 + 0.3
     proto = export_integer_model(model, x[:2])
     ops = [n.op_type for n in proto.graph.node]
-    assert ops.count("ApproxConvInteger") == 3 and ops.count("ApproxMatMulInteger") == 2, ops
+    assert ops.count("ApproxQLinearConv") == 3 and ops.count("ApproxQLinearMatMul") == 1, ops
+    assert ops.count("ApproxMatMulInteger") == 1 and ops.count("QuantizeLinear") == 1, ops
+    pooled = [n for n in proto.graph.node if any(a.name == "pool_kernel" for a in n.attribute)]
+    assert len(pooled) == 1 and "MaxPool" not in ops, ops
     assert "BatchNormalization" not in ops and "Relu" not in ops, ops
     ref = integer_reference(plan, x).numpy()
     np.testing.assert_array_equal(run_with_ops(proto, x), ref)

@@ -257,6 +257,72 @@ def approx_conv_case(draw) -> Case:
                 fallback_ok=g["n"] > 0)
 
 
+def requant_reference(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, y_zp: int,
+                      axis: int) -> np.ndarray:
+    """sat(round_half_even(fp32(wrap32(acc + bias[c])) * m[c]) + y_zp) along ``axis``."""
+    shape = [1] * acc.ndim
+    shape[axis] = -1
+    v = ((acc.astype(np.int64) + bias.astype(np.int64).reshape(shape) + 2**31) % 2**32 - 2**31)
+    m = mult.reshape([1] * acc.ndim) if mult.size == 1 else mult.reshape(shape)
+    f = v.astype(np.int32).astype(np.float32) * m
+    return np.clip(np.rint(f.astype(np.float64)) + y_zp, 0, 255).astype(np.uint8)
+
+
+def pool_reference(y: np.ndarray, k, s, p) -> np.ndarray:
+    n, c, h, w = y.shape
+    ph, pw = (h + p[0] + p[2] - k[0]) // s[0] + 1, (w + p[1] + p[3] - k[1]) // s[1] + 1
+    out = np.zeros((n, c, max(ph, 0), max(pw, 0)), np.uint8)
+    for i in range(out.shape[2]):
+        for j in range(out.shape[3]):
+            h0, w0 = i * s[0] - p[0], j * s[1] - p[1]
+            out[:, :, i, j] = y[:, :, max(h0, 0):h0 + k[0], max(w0, 0):w0 + k[1]].max(axis=(2, 3))
+    return out
+
+
+def _requant_inputs(draw, c: int) -> dict:
+    """bias (any int32: sums may wrap), multipliers of both signs (or one per tensor, or 0),
+    and the output zero point in its three forms."""
+    rng = _rng(draw)
+    bias = rng.integers(-2**31, 2**31, c, dtype=np.int64).astype(np.int32) \
+        if draw(st.booleans()) else rng.integers(-5000, 5000, c).astype(np.int32)
+    n = c if draw(st.booleans()) else 1
+    mult = (10.0 ** rng.uniform(-6, 0, n) * rng.choice([-1.0, 1.0, 0.0], n, p=[.3, .6, .1]))
+    return {"bias": bias, "multiplier": mult.astype(np.float32), **_zp(draw, "y_zero_point")}
+
+
+def _zp_value(inits: dict, name: str) -> int:
+    return int(inits[name].reshape(-1)[0]) if name in inits else 0
+
+
+@st.composite
+def approx_qmatmul_case(draw) -> Case:
+    base = draw(approx_matmul_case())
+    n = base.inits["B"].shape[1]
+    q = _requant_inputs(draw, n)
+    ref = requant_reference(base.expected, q["bias"], q["multiplier"],
+                            _zp_value(q, "y_zero_point"), base.expected.ndim - 1)
+    return Case(get("approx", "ApproxQLinearMatMul"), base.feeds, {**base.inits, **q}, {}, ref,
+                TensorProto.UINT8, fallback_ok=base.fallback_ok)
+
+
+@st.composite
+def approx_qconv_case(draw) -> Case:
+    base = draw(approx_conv_case())
+    co, (oh, ow) = base.inits["W"].shape[0], base.expected.shape[2:]
+    q = _requant_inputs(draw, co)
+    codes = requant_reference(base.expected, q["bias"], q["multiplier"],
+                              _zp_value(q, "y_zero_point"), 1)
+    k = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
+    s = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
+    p = [draw(st.integers(0, k[0] - 1)), draw(st.integers(0, k[1] - 1)),
+         draw(st.integers(0, k[0] - 1)), draw(st.integers(0, k[1] - 1))]
+    if oh + p[0] + p[2] < k[0] or ow + p[1] + p[3] < k[1] or not draw(st.booleans()):
+        k, s, p = [1, 1], [1, 1], [0, 0, 0, 0]  # no pool
+    attrs = {**base.attrs, "pool_kernel": k, "pool_strides": s, "pool_pads": p}
+    return Case(get("approx", "ApproxQLinearConv"), base.feeds, {**base.inits, **q}, attrs,
+                pool_reference(codes, k, s, p), TensorProto.UINT8, fallback_ok=base.fallback_ok)
+
+
 def _logic_x(draw, n, width) -> np.ndarray:
     rng = _rng(draw)
     x = (rng.random((n, width)) > 0.5).astype(np.float32) * rng.choice(
@@ -357,6 +423,18 @@ def _ref_aconv(c: Case):
         a.get("group", 1)).numpy()
 
 
+def _ref_qlinear(c: Case):
+    t, a = _t(c), c.attrs
+    conv = c.spec.name == "ApproxQLinearConv"
+    acc = (_ref_aconv if conv else _ref_amm)(c)
+    codes = requant_reference(acc, t["bias"], t["multiplier"], _zp_value(t, "y_zero_point"),
+                              1 if conv else acc.ndim - 1)
+    if not conv:
+        return codes
+    return pool_reference(codes, a.get("pool_kernel", [1, 1]), a.get("pool_strides", [1, 1]),
+                          a.get("pool_pads", [0, 0, 0, 0]))
+
+
 def _ref_layer(c: Case):
     torch, t = _torch(), _t(c)
     return torch.ops.steport.logic_layer(
@@ -373,6 +451,7 @@ def _ref_net(c: Case):
 REFERENCE: dict[str, Callable[[Case], np.ndarray]] = {
     "Pact": _ref_pact, "BinaryGemm": _ref_gemm, "BinaryConv2d": _ref_bconv,
     "ApproxMatMulInteger": _ref_amm, "ApproxConvInteger": _ref_aconv,
+    "ApproxQLinearMatMul": _ref_qlinear, "ApproxQLinearConv": _ref_qlinear,
     "LogicLayer": _ref_layer, "LogicNet": _ref_net,
 }
 
@@ -399,6 +478,8 @@ VALID: dict[str, Callable[[], st.SearchStrategy[Case]]] = {
     "Pact": pact_case, "BinaryGemm": binary_gemm_case,
     "BinaryConv2d": _with_defaults(binary_conv_case),
     "ApproxMatMulInteger": approx_matmul_case, "ApproxConvInteger": _with_defaults(approx_conv_case),
+    "ApproxQLinearMatMul": approx_qmatmul_case,
+    "ApproxQLinearConv": _with_defaults(approx_qconv_case),
     "LogicLayer": logic_layer_case, "LogicNet": _with_defaults(logic_net_case),
 }
 
@@ -567,6 +648,17 @@ def explicit_cases(op: str) -> list[Case]:
             Case(get("approx", "ApproxConvInteger"), {"X": np.zeros((HUGE, 1, 0, 0), np.uint8)},
                  {"W": np.ones((1, 1, 1, 1), np.int8), "lut": exact_lut()}, {"pads": [1] * 4},
                  out_type=TensorProto.INT32, out_rank=4)],
+        "ApproxQLinearMatMul": [  # [2^40, 3] codes and their int32 sums
+            Case(get("approx", "ApproxQLinearMatMul"), {"A": np.zeros((HUGE, 0), np.uint8)},
+                 {"B": np.zeros((0, 3), np.int8), "lut": exact_lut(),
+                  "bias": np.zeros(3, np.int32), "multiplier": one},
+                 {}, out_type=TensorProto.UINT8, out_rank=2)],
+        "ApproxQLinearConv": [
+            Case(get("approx", "ApproxQLinearConv"), {"X": np.zeros((HUGE, 1, 0, 0), np.uint8)},
+                 {"W": np.ones((1, 1, 1, 1), np.int8), "lut": exact_lut(),
+                  "bias": np.zeros(1, np.int32), "multiplier": one},
+                 {"pads": [1] * 4, "pool_kernel": [2, 2], "pool_strides": [2, 2]},
+                 out_type=TensorProto.UINT8, out_rank=4)],
         "LogicLayer": [
             Case(get("logic", "LogicLayer"), {"X": np.zeros((0, HUGE), f32)},
                  {"idx_a": np.zeros(1, np.int64), "idx_b": np.zeros(1, np.int64),

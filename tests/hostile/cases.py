@@ -109,6 +109,22 @@ def bases() -> dict[str, Base]:
                                    "lut": lut, "x_zero_point": np.array(7, np.uint8)},
                                   {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1],
                                    "group": 1}, out_type=TensorProto.INT32)
+    requant = {"bias": np.array([-9000, 0, 2**31 - 50], np.int32),  # the last one wraps
+               "multiplier": np.array([0.004, -0.003, 0.0025], np.float32)}  # a BN sign flip
+    b["ApproxQLinearMatMul"] = Base(get("approx", "ApproxQLinearMatMul"),
+                                    {"A": r.integers(0, 256, (2, 5)).astype(np.uint8)},
+                                    {"B": r.integers(-128, 128, (5, 3)).astype(np.int8), "lut": lut,
+                                     **requant, "a_zero_point": np.array(3, np.uint8),
+                                     "y_zero_point": np.array(100, np.uint8)},
+                                    out_type=TensorProto.UINT8)
+    b["ApproxQLinearConv"] = Base(get("approx", "ApproxQLinearConv"),
+                                  {"X": r.integers(0, 256, (1, 2, 5, 5)).astype(np.uint8)},
+                                  {"W": r.integers(-128, 128, (3, 2, 3, 3)).astype(np.int8),
+                                   "lut": lut, **requant, "x_zero_point": np.array(7, np.uint8),
+                                   "y_zero_point": np.array(50, np.uint8)},
+                                  {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1],
+                                   "group": 1, "pool_kernel": [2, 2], "pool_strides": [2, 2],
+                                   "pool_pads": [0, 0, 0, 0]}, out_type=TensorProto.UINT8)
     b["LogicLayer"] = Base(get("logic", "LogicLayer"),
                            {"X": (r.random((4, 6)) > 0.5).astype(np.float32)},
                            {"idx_a": np.array([0, 1, 2, 3, 5], np.int64),
@@ -493,7 +509,7 @@ def approx_reference(b: Base) -> np.ndarray:
     """Independent numpy reference of both approx ops (int64 sums, then wrapped to int32):
     each tap adds LUT[a, uint8(w)] - zp * w; padded conv taps read a = zp."""
     lut = np.asarray(b.inits["lut"]).reshape(256, 256).astype(np.int64)
-    if b.spec.name == "ApproxMatMulInteger":
+    if b.spec.name in ("ApproxMatMulInteger", "ApproxQLinearMatMul"):
         a = b.feeds["A"].astype(np.int64)
         w = np.asarray(b.inits["B"]).astype(np.int64)
         zp = int(np.asarray(b.inits["a_zero_point"]))
@@ -514,7 +530,29 @@ def approx_reference(b: Base) -> np.ndarray:
                 patch = xp[:, :, i:i + kh, j:j + kw]                      # [n, ci, kh, kw]
                 prod = lut[patch[:, None], (w & 0xFF)[None]] - zp * w[None]  # [n, co, ci, kh, kw]
                 y[:, :, i, j] = prod.reshape(n, co, -1).sum(-1)
-    return ((y + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+    y = ((y + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+    return y if "QLinear" not in b.spec.name else qlinear_output(b, y)
+
+
+def qlinear_output(b: Base, acc: np.ndarray) -> np.ndarray:
+    """The QLinear ops' output stage on int32 sums: sat(round(fp32(wrap(acc + bias)) * m) +
+    y_zp) per channel (fp32 numpy arithmetic), then the conv's max-pool (no pool pads here)."""
+    conv = b.spec.name == "ApproxQLinearConv"
+    axis = 1 if conv else acc.ndim - 1
+    shape = [1] * acc.ndim
+    shape[axis] = -1
+    bias = np.asarray(b.inits["bias"]).astype(np.int64).reshape(shape)
+    v = ((acc.astype(np.int64) + bias + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+    f = v.astype(np.float32) * np.asarray(b.inits["multiplier"], np.float32).reshape(shape)
+    zp = int(np.asarray(b.inits.get("y_zero_point", np.uint8(0))))
+    y = np.clip(np.rint(f.astype(np.float64)) + zp, 0, 255).astype(np.uint8)
+    if conv:
+        (kh, kw), (sh, sw) = b.attrs.get("pool_kernel", [1, 1]), b.attrs.get("pool_strides", [1, 1])
+        assert b.attrs.get("pool_pads", [0, 0, 0, 0]) == [0, 0, 0, 0]
+        ph, pw = (y.shape[2] - kh) // sh + 1, (y.shape[3] - kw) // sw + 1
+        y = np.stack([np.stack([y[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw].max(axis=(2, 3))
+                                for j in range(pw)], -1) for i in range(ph)], -2)
+    return y
 
 
 def approx_cases(bld: Builder) -> None:
@@ -527,7 +565,8 @@ def approx_cases(bld: Builder) -> None:
     b = base.copy()
     b.inits["lut"] = np.asarray(base.inits["lut"]).reshape(-1)
     bld.add("lut-flat-65536", b, "oracle")
-    zp = "a_zero_point" if base.spec.name == "ApproxMatMulInteger" else "x_zero_point"
+    conv = base.spec.name in ("ApproxConvInteger", "ApproxQLinearConv")
+    zp = "x_zero_point" if conv else "a_zero_point"
     for v, what in ((np.array([1, 2], np.uint8), "zp-two-values"),
                     (np.zeros((1, 1), np.uint8), "zp-rank2"),
                     (np.zeros((0,), np.uint8), "zp-empty")):
@@ -540,7 +579,7 @@ def approx_cases(bld: Builder) -> None:
         b = base.copy()
         b.inits["lut"] = np.full((256, 256), fill, np.int32)
         bld.add(f"lut-all-{fill}:wraps", b, "oracle", expected=[approx_reference(b)])
-    if base.spec.name == "ApproxConvInteger":
+    if conv:
         m = model_of(base, nodes=[node_of(base, group=2)], fallback=False)
         bld.add("group=2-C_out-3", m, "error")
         m = model_of(base, nodes=[node_of(base, dilations=[4, 4], pads=[0, 0, 0, 0])], fallback=False)
@@ -549,6 +588,47 @@ def approx_cases(bld: Builder) -> None:
         b = base.copy()
         b.inits["B"] = np.asarray(base.inits["B"])[:4]
         bld.add("B-K-4-vs-A-K-5", b, "error")
+
+
+def qlinear_cases(bld: Builder) -> None:
+    """The LUT cases, then the requantization's inputs and the pool's attributes."""
+    approx_cases(bld)
+    base = bld.base
+    c = np.asarray(base.inits["bias"]).size
+    for v in (np.nan, np.inf, -np.inf):
+        b = base.copy()
+        b.inits["multiplier"] = np.array([0.01, v, 0.01], np.float32)
+        bld.add(f"multiplier-{v}", b, "error", match="finite")
+    for name, arr, what in (
+            ("multiplier", np.ones(c - 1, np.float32), "multiplier-short"),
+            ("multiplier", np.ones((c, 1), np.float32), "multiplier-rank2"),
+            ("multiplier", np.zeros(0, np.float32), "multiplier-empty"),
+            ("bias", np.zeros(c + 1, np.int32), "bias-long"),
+            ("bias", np.zeros(0, np.int32), "bias-empty"),
+            ("bias", np.zeros((c, 1), np.int32), "bias-rank2")):
+        b = base.copy()
+        b.inits[name] = arr
+        bld.add(what, b, "error", match=name)
+    for v, what in ((np.array([1, 2], np.uint8), "y-zp-two-values"),
+                    (np.zeros((1, 1), np.uint8), "y-zp-rank2")):
+        b = base.copy()
+        b.inits["y_zero_point"] = v
+        bld.add(what, b, "either")
+    b = base.copy()
+    b.inits["multiplier"] = np.array([0.004], np.float32)
+    bld.add("multiplier-per-tensor", b, "oracle")
+    b = base.copy()
+    del b.inits["y_zero_point"]
+    bld.add("y-zp-omitted", b, "oracle")
+    if base.spec.name == "ApproxQLinearConv":
+        for attrs, what in ((dict(pool_pads=[2, 0, 0, 0]), "pool-pad-equals-window"),
+                            (dict(pool_pads=[0, 0, 0, 5]), "pool-pad-past-window"),
+                            (dict(pool_kernel=[9, 9], pool_strides=[1, 1]), "pool-larger-than-output"),
+                            (dict(pool_kernel=[2, 2, 2]), "pool-kernel-3-values"),
+                            (dict(pool_strides=[0, 1]), "pool-stride-0"),
+                            (dict(pool_kernel=[1 << 40, 2]), "pool-kernel-2^40")):
+            m = model_of(base, nodes=[node_of(base, **attrs)], fallback=False)
+            bld.add(what, m, "error")
 
 
 def pact_cases(bld: Builder) -> None:
@@ -571,6 +651,7 @@ def pact_cases(bld: Builder) -> None:
 
 SPECIFIC = {"Pact": pact_cases, "BinaryGemm": binary_cases, "BinaryConv2d": binary_cases,
             "ApproxMatMulInteger": approx_cases, "ApproxConvInteger": approx_cases,
+            "ApproxQLinearMatMul": qlinear_cases, "ApproxQLinearConv": qlinear_cases,
             "LogicLayer": logic_cases, "LogicNet": logic_cases}
 
 

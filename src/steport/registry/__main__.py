@@ -22,7 +22,7 @@ def _type_code(types: tuple[str, ...]) -> int:
 
 def _ident(name: str) -> str:
     """CamelCase / snake_case -> snake_case C++ identifier."""
-    return re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", name).lower()
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<!^)(?=[A-Z][a-z])", "_", name).lower()
 
 
 def header_text() -> str:
