@@ -338,7 +338,7 @@ struct QConvCpu {
     // requantized: one pass over the whole batch's sums went through memory (8 MiB for a
     // 128-channel 32x32 layer at batch 16) and cost 4 % of that layer.
     const int64_t per_image = s.Co * s.OH * s.OW;
-    const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 18) / std::max<int64_t>(per_image, 1), 1, s.NB);
+    const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 16) / std::max<int64_t>(per_image, 1), 1, s.NB);
     AccScratch acc(ctx, {chunk, s.Co, s.OH, s.OW});
     const uint8_t* xd = x.data<uint8_t>();
     uint8_t* yd = out.GetTensorMutableData<uint8_t>();

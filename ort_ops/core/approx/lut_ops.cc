@@ -587,10 +587,9 @@ void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* 
   // are 0), then mapped through f; and the panels: quad q = (kh * KW + kw) * Cq + cq of lane
   // l is pixel l + kh*dh*W + kw*dw - pl of plane cq (OW == W makes a panel one run), with the
   // lanes whose column falls outside the image reset to f(zp).
-  auto x4_panels = [&](int64_t n, int64_t g, int64_t oh0, int64_t oh1, int64_t Lp,
-                       uint8_t* buf, uint8_t* aq) {
+  auto x4_planes = [&](int64_t n, int64_t g, int64_t oh0, int64_t oh1, uint8_t* buf) {
     const uint8_t zc = static_cast<uint8_t>(zp);
-    const int64_t rows = (oh1 - oh0) + (KH - 1) * s.dh, Lb = (oh1 - oh0) * OW;
+    const int64_t rows = (oh1 - oh0) + (KH - 1) * s.dh;
     for (int64_t cq = 0; cq < Cq; ++cq) {
       uint8_t* plane = buf + cq * x4_plane * 4;
       std::memset(plane, zc, guard * 4);
@@ -609,31 +608,29 @@ void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* 
       for (int64_t i = n16; i < npix; ++i)
         for (int64_t j = 0; j < 4; ++j) out[i * 4 + j] = j < k4 ? src[j * H * Wd + i] : 0;
     }
-    uint8_t fill = zc;
-    if (sep && !prep.f8_identity) {
-      MapBytesVbmi(prep.f8u.data(), buf, Cq * x4_plane * 4, buf);
-      fill = prep.f8u[zc];
-    }
+    if (sep && !prep.f8_identity) MapBytesVbmi(prep.f8u.data(), buf, Cq * x4_plane * 4, buf);
+  };
+  // One 64-lane panel [Kp / 4][64][4] of the block (lanes l0.., Lb lanes in the block).
+  auto x4_panel = [&](const uint8_t* buf, int64_t l0, int64_t Lb, uint8_t* panel) {
+    const uint8_t fill = sep && !prep.f8_identity ? prep.f8u[static_cast<uint8_t>(zp)]
+                                                  : static_cast<uint8_t>(zp);
     uint32_t fill4;
     std::memset(&fill4, fill, 4);
-    for (int64_t l0 = 0; l0 < Lp; l0 += 64) {
-      uint8_t* panel = aq + (l0 / 64) * Kp * 64;
-      for (int64_t kh = 0; kh < KH; ++kh)
-        for (int64_t kw = 0; kw < KW; ++kw) {
-          const int64_t off = guard + l0 + kh * s.dh * Wd + kw * s.dw - s.pl;
-          const int64_t q0 = (kh * KW + kw) * Cq;
-          for (int64_t cq = 0; cq < Cq; ++cq)
-            std::memcpy(panel + (q0 + cq) * 256, buf + (cq * x4_plane + off) * 4, 256);
-          const auto [lo, hi] = ValidColumns(kw * s.dw - s.pl, 1, Wd, OW);
-          if (lo == 0 && hi == OW) continue;
-          const int64_t l1 = std::min(l0 + 64, Lb);
-          for (int64_t rs = l0 - l0 % OW; rs < l1; rs += OW)  // output rows in the panel
-            for (const auto& [c0, c1] : {ColRange{rs, rs + lo}, ColRange{rs + hi, rs + OW}})
-              for (int64_t l = std::max(c0, l0); l < std::min(c1, l1); ++l)
-                for (int64_t cq = 0; cq < Cq; ++cq)
-                  std::memcpy(panel + (q0 + cq) * 256 + (l - l0) * 4, &fill4, 4);
-        }
-    }
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t kw = 0; kw < KW; ++kw) {
+        const int64_t off = guard + l0 + kh * s.dh * Wd + kw * s.dw - s.pl;
+        const int64_t q0 = (kh * KW + kw) * Cq;
+        for (int64_t cq = 0; cq < Cq; ++cq)
+          std::memcpy(panel + (q0 + cq) * 256, buf + (cq * x4_plane + off) * 4, 256);
+        const auto [lo, hi] = ValidColumns(kw * s.dw - s.pl, 1, Wd, OW);
+        if (lo == 0 && hi == OW) continue;
+        const int64_t l1 = std::min(l0 + 64, Lb);
+        for (int64_t rs = l0 - l0 % OW; rs < l1; rs += OW)  // output rows in the panel
+          for (const auto& [c0, c1] : {ColRange{rs, rs + lo}, ColRange{rs + hi, rs + OW}})
+            for (int64_t l = std::max(c0, l0); l < std::min(c1, l1); ++l)
+              for (int64_t cq = 0; cq < Cq; ++cq)
+                std::memcpy(panel + (q0 + cq) * 256 + (l - l0) * 4, &fill4, 4);
+      }
   };
   struct Scratch {
     uint8_t *cols, *aq;
@@ -642,7 +639,7 @@ void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* 
     const int64_t oh0 = blk * rows_per_block, oh1 = std::min(OH, oh0 + rows_per_block);
     const int64_t Lb = (oh1 - oh0) * OW, Lp = RoundUp(Lb, kMBlock);
     uint8_t* cols = sc.cols;
-    if (x4) x4_panels(n, g, oh0, oh1, Lp, cols, sc.aq);
+    if (x4) x4_planes(n, g, oh0, oh1, cols);
     else im2col(n, g, oh0, oh1, Lp, cols);
     int32_t* yg = y + (n * Co + g * Og) * L + oh0 * OW;  // channel stride L
     const uint8_t* bg = cw.bt.empty() ? nullptr : cw.bt.data() + g * Kg * Og;
@@ -650,6 +647,19 @@ void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* 
     auto serial = [](int64_t cnt, int64_t, const std::function<void(int64_t, int64_t)>& fn) { fn(0, cnt); };
     const ParFn inner = inner_parallel ? par : ParFn(serial);
     const GemmRunner run{prep, kern, isa != Isa::kPortable, isa == Isa::kAvx512};
+    if (use_t8 && x4) {
+      // Each panel right before the channel blocks that use it, while it is in L1/L2 (all
+      // panels first wrote 1.2 MiB per 128-channel 32x32 image and read it back from L3).
+      for (int64_t l0 = 0; l0 < Lb; l0 += 64) {
+        x4_panel(cols, l0, Lb, sc.aq);
+        const int64_t Ll = std::min<int64_t>(64, Lb - l0);
+        const Sep8TProblem tp{sc.aq, 64, Kp, cw.wq.data() + g * Og * Kp, Ll, Og, cg, yg + l0, L,
+                              Kp * 64};
+        inner((Og + 5) / 6, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, 64 * Kp)),
+              [&](int64_t b0, int64_t b1) { Sep8TGemmVnni(tp, b0 * 6, std::min(Og, b1 * 6)); });
+      }
+      return;
+    }
     if (use_t8) {
       uint8_t* aq = sc.aq;
       if (!x4) {
@@ -676,7 +686,7 @@ void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* 
   // page faults than the GEMM. Everything read from them is written first.
   auto scratch = [&]() {
     return Scratch{ThreadScratch(0, x4 ? Cq * x4_plane * 4 : Kg * Lmax),
-                   use_t8 ? ThreadScratch(1, Kp * Lmax) : nullptr};
+                   use_t8 ? ThreadScratch(1, Kp * (x4 ? 64 : Lmax)) : nullptr};
   };
   const int64_t tasks = s.NB * group * blocks;
   if (tasks >= 4) {  // parallel over (image, group, row block), one scratch per chunk
