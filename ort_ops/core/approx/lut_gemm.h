@@ -86,7 +86,7 @@ void Sep8GemmVnni(const Sep8Problem& p, int64_t m_begin, int64_t m_end);
 void Sep8GemmAmx(const Sep8Problem& p, int64_t m_begin, int64_t m_end);
 // Conv form: Y[n, l] = sum_k aq(k, l) * wq(n, k) - corr[n], lanes over output pixels l so the
 // NCHW output is written with contiguous (masked) stores. aq: quads [Kp/4][ld_l][4] u8 with
-// ld_l >= round_up(L, 16) lanes readable; wq: [N][Kp] int8. Columns [n_begin, n_end), all l.
+// ld_l >= round_up(L, 64) lanes readable (whole 64-lane panels); wq: [N][Kp] int8. Columns [n_begin, n_end), all l.
 struct Sep8TProblem {
   const uint8_t* aq;
   int64_t ld_l, Kp;

@@ -377,38 +377,9 @@ void Sep8GemmVnni(const Sep8Problem& p, int64_t m_begin, int64_t m_end) {
 
 // ---- transposed u8 x s8 GEMM for conv (NCHW output, lanes over output pixels) ----------
 namespace {
-template <int NR, int LV>
-void Sep8TTile(const Sep8TProblem& p, int64_t n0, int64_t l0) {
-  const int64_t kq = p.Kp / 4;
-  __m512i acc[NR][LV];
-  for (int i = 0; i < NR; ++i)
-    for (int v = 0; v < LV; ++v) acc[i][v] = _mm512_setzero_si512();
-  const uint8_t* base = p.panel ? p.aq + (l0 / 64) * p.panel : p.aq + l0 * 4;
-  const int64_t ld = p.panel ? 64 : p.ld_l;
-  for (int64_t k = 0; k < kq; ++k) {
-    __m512i av[LV];
-    for (int v = 0; v < LV; ++v) av[v] = _mm512_loadu_si512(base + (k * ld + v * 16) * 4);
-    for (int i = 0; i < NR; ++i) {
-      int32_t quad;
-      std::memcpy(&quad, p.wq + (n0 + i) * p.Kp + 4 * k, 4);
-      const __m512i w = _mm512_set1_epi32(quad);
-      for (int v = 0; v < LV; ++v) DotQuads(acc[i][v], av[v], w);
-    }
-  }
-  for (int i = 0; i < NR; ++i) {
-    const __m512i c = _mm512_set1_epi32(p.corr ? p.corr[n0 + i] : 0);
-    int32_t* yr = p.y + (n0 + i) * p.ldy_n;
-    for (int v = 0; v < LV; ++v) {
-      const int64_t l = l0 + v * 16;
-      if (l >= p.L) break;
-      const __mmask16 m = p.L - l >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (p.L - l)) - 1);
-      _mm512_mask_storeu_epi32(yr + l, m, _mm512_sub_epi32(acc[i][v], c));
-    }
-  }
-}
-// NR (<= 6) output channels x one full 64-lane panel: up to 24 accumulators, 4 activation
-// vectors and a broadcast weight quad (29 of 32 zmm). Named accumulators, not Sep8TTile's
-// array: at 6 x 4 GCC 12 spills the array to the stack (Sep8TTile<6, 4>, even with
+// NR (<= 6) output channels x one 64-lane panel: up to 24 accumulators, 4 activation
+// vectors and a broadcast weight quad (29 of 32 zmm). Named accumulators, not an array of
+// them: at 6 x 4 GCC 12 spills the array to the stack (a Sep8TTile<6, 4> template, even with
 // DotQuads, measured 2.3x slower on VGG-small layers); rows past NR compile away.
 template <int NR>
 void Sep8TTileNamed(const Sep8TProblem& p, int64_t n0, int64_t l0) {
@@ -440,13 +411,21 @@ void Sep8TTileNamed(const Sep8TProblem& p, int64_t n0, int64_t l0) {
     STEPORT_SEP8T_ROW(5, c50, c51, c52, c53)
 #undef STEPORT_SEP8T_ROW
   }
+  // A partial last panel (p.L - l0 < 64) was computed on its readable padding lanes: store
+  // the valid ones only.
+  const int64_t valid = std::min<int64_t>(64, p.L - l0);
+  auto lanes = [valid](int v) {
+    const int64_t n = std::clamp<int64_t>(valid - 16 * v, 0, 16);
+    return static_cast<__mmask16>((1u << n) - 1);
+  };
+  const __mmask16 m0 = lanes(0), m1 = lanes(1), m2 = lanes(2), m3 = lanes(3);
   auto store = [&](int i, __m512i x0, __m512i x1, __m512i x2, __m512i x3) {
     const __m512i c = _mm512_set1_epi32(p.corr ? p.corr[n0 + i] : 0);
     int32_t* yr = p.y + (n0 + i) * p.ldy_n + l0;
-    _mm512_storeu_si512(yr, _mm512_sub_epi32(x0, c));
-    _mm512_storeu_si512(yr + 16, _mm512_sub_epi32(x1, c));
-    _mm512_storeu_si512(yr + 32, _mm512_sub_epi32(x2, c));
-    _mm512_storeu_si512(yr + 48, _mm512_sub_epi32(x3, c));
+    _mm512_mask_storeu_epi32(yr, m0, _mm512_sub_epi32(x0, c));
+    _mm512_mask_storeu_epi32(yr + 16, m1, _mm512_sub_epi32(x1, c));
+    _mm512_mask_storeu_epi32(yr + 32, m2, _mm512_sub_epi32(x2, c));
+    _mm512_mask_storeu_epi32(yr + 48, m3, _mm512_sub_epi32(x3, c));
   };
   store(0, c00, c01, c02, c03);
   if constexpr (NR > 1) store(1, c10, c11, c12, c13);
@@ -454,14 +433,6 @@ void Sep8TTileNamed(const Sep8TProblem& p, int64_t n0, int64_t l0) {
   if constexpr (NR > 3) store(3, c30, c31, c32, c33);
   if constexpr (NR > 4) store(4, c40, c41, c42, c43);
   if constexpr (NR > 5) store(5, c50, c51, c52, c53);
-}
-template <int NR>
-void Sep8TPanel(const Sep8TProblem& p, int64_t n0, int64_t l0) {
-  const int64_t rest = p.L - l0;
-  if (rest > 48) Sep8TTile<NR, 4>(p, n0, l0);
-  else if (rest > 32) Sep8TTile<NR, 3>(p, n0, l0);
-  else if (rest > 16) Sep8TTile<NR, 2>(p, n0, l0);
-  else Sep8TTile<NR, 1>(p, n0, l0);
 }
 }  // namespace
 
@@ -480,19 +451,15 @@ void Sep8TGemmVnni(const Sep8TProblem& p, int64_t n_begin, int64_t n_end) {
       default: break;
     }
   };
-  for (int64_t l0 = 0; l0 < p.L; l0 += 64) {
-    if (p.L - l0 >= 64) {
-      blocks(n_begin, [&](int64_t n) { Sep8TTileNamed<6>(p, n, l0); },
-             [&](int64_t n) { Sep8TTileNamed<4>(p, n, l0); },
-             [&](int64_t n) { Sep8TTileNamed<3>(p, n, l0); },
-             [&](int64_t n) { Sep8TTileNamed<2>(p, n, l0); },
-             [&](int64_t n) { Sep8TTileNamed<1>(p, n, l0); });
-      continue;
-    }
-    int64_t n = n_begin;
-    for (; n + 4 <= n_end; n += 4) Sep8TPanel<4>(p, n, l0);
-    for (; n < n_end; ++n) Sep8TPanel<1>(p, n, l0);
-  }
+  // A partial last panel runs as a full one (its padding lanes are readable: panels and
+  // ld_l hold whole 64-lane groups) and stores its valid lanes: cheaper than narrower tiles,
+  // which (array accumulators) spilled: a 14x14 output has 196 = 3 x 64 + 4 lanes.
+  for (int64_t l0 = 0; l0 < p.L; l0 += 64)
+    blocks(n_begin, [&](int64_t n) { Sep8TTileNamed<6>(p, n, l0); },
+           [&](int64_t n) { Sep8TTileNamed<4>(p, n, l0); },
+           [&](int64_t n) { Sep8TTileNamed<3>(p, n, l0); },
+           [&](int64_t n) { Sep8TTileNamed<2>(p, n, l0); },
+           [&](int64_t n) { Sep8TTileNamed<1>(p, n, l0); });
 }
 
 void InterleaveQuads(const uint8_t* rows, int64_t ld, int64_t K, int64_t Kp, int64_t Lp,
