@@ -27,21 +27,21 @@ namespace spec_conv = spec::approx::approx_conv_integer;
 using approx::kLutSize;
 
 // LUT input: int32, shape [256, 256] or [65536] (anything else would index out of bounds).
-const int32_t* ReadLut(Ort::KernelContext& ctx, size_t i) {
-  InputView l = GetInput(ctx, i, "lut");
-  CheckType(l, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, "lut");
+const int32_t* ReadLut(Ort::KernelContext& ctx, spec::Port port) {
+  InputView l = GetInput(ctx, port);
+  CheckType(l, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, port.name);
   const bool ok = (l.shape.size() == 2 && l.shape[0] == 256 && l.shape[1] == 256) ||
                   (l.shape.size() == 1 && l.shape[0] == kLutSize);
-  Check(ok, "lut must be int32 [256, 256] (or [65536]), got shape ", ShapeStr(l.shape));
+  Check(ok, port.name, " must be int32 [256, 256] (or [65536]), got shape ", ShapeStr(l.shape));
   return l.data<int32_t>();
 }
 
 // Optional uint8 scalar zero point (absent -> 0). Host-memory input.
-int32_t ReadZeroPoint(Ort::KernelContext& ctx, size_t i, const char* name) {
-  InputView z = GetOptionalInput(ctx, i, name);
+int32_t ReadZeroPoint(Ort::KernelContext& ctx, spec::Port port) {
+  InputView z = GetOptionalInput(ctx, port);
   if (!z.present) return 0;
-  CheckType(z, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, name);
-  Check(z.shape.size() <= 1 && z.size() == 1, name, " must be a scalar (shape [] or [1]), got ",
+  CheckType(z, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, port.name);
+  Check(z.shape.size() <= 1 && z.size() == 1, port.name, " must be a scalar (shape [] or [1]), got ",
         ShapeStr(z.shape));
   return *z.data<uint8_t>();
 }
@@ -105,66 +105,69 @@ approx::ParFn OrtPar(Ort::KernelContext& ctx) {
 
 // ---------------------------------------------------------------------------------------
 struct MatMulCpu {
-  Isa isa;
+  KernelVariants variants;
   LutCache cache;
   WeightCache<approx::MatMulWeights> weights;
-  explicit MatMulCpu(const OrtKernelInfo* info) : isa(SelectIsa()) {
-    cache.PrepareConstant(info, 2);
-    weights.Init(info, 1);
+  explicit MatMulCpu(const OrtKernelInfo* info) : variants(SelectKernelVariants()) {
+    cache.PrepareConstant(info, spec_mm::kInputLut.index);
+    weights.Init(info, spec_mm::kInputB.index);
   }
 
   void Compute(Ort::KernelContext& ctx) {
-    InputView a = GetInput(ctx, 0, "A");
-    InputView b = GetInput(ctx, 1, "B");
+    InputView a = GetInput(ctx, spec_mm::kInputA);
+    InputView b = GetInput(ctx, spec_mm::kInputB);
     CheckType(a, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, "A");
     CheckType(b, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, "B");
     Check(a.shape.size() >= 2, "A must have rank >= 2 ([..., M, K]), got ", ShapeStr(a.shape));
     Check(b.shape.size() == 2, "B must be [K, N], got ", ShapeStr(b.shape));
     const int64_t K = a.shape.back(), N = b.shape[1];
     Check(b.shape[0] == K, "K mismatch: A ", ShapeStr(a.shape), " vs B ", ShapeStr(b.shape));
-    const int32_t* lut = ReadLut(ctx, 2);
-    const int32_t zp = ReadZeroPoint(ctx, 3, "a_zero_point");
+    const int32_t* lut = ReadLut(ctx, spec_mm::kInputLut);
+    const int32_t zp = ReadZeroPoint(ctx, spec_mm::kInputAZeroPoint);
     std::vector<int64_t> yshape(a.shape.begin(), a.shape.end() - 1);
     yshape.push_back(N);
-    auto out = ctx.GetOutput(0, yshape);
+    auto out = ctx.GetOutput(spec_mm::kOutputY.index, yshape);
     int32_t* y = out.GetTensorMutableData<int32_t>();
     const int64_t M = NumElements(yshape) / std::max<int64_t>(N, 1);  // all leading rows
     if (M == 0 || N == 0) return;
     if (K == 0) { std::fill(y, y + M * N, 0); return; }
     auto prep = cache.Get(lut);
     const int8_t* bp = b.data<int8_t>();
-    auto pw = weights.Get(prep.get(), bp, [&] { return approx::PackMatMulWeights(*prep, isa, bp, K, N); });
-    approx::MatMul(*prep, isa, a.data<uint8_t>(), M, K, bp, N, zp, y, OrtPar(ctx), pw.get());
+    auto pw = weights.Get(prep.get(), bp, [&] { return approx::PackMatMulWeights(*prep, variants, bp, K, N); });
+    approx::MatMul(*prep, variants, a.data<uint8_t>(), M, K, bp, N, zp, y, OrtPar(ctx), pw.get());
   }
 };
 
 // ---------------------------------------------------------------------------------------
 struct ConvCpu {
-  Isa isa;
+  KernelVariants variants;
   LutCache cache;
   WeightCache<approx::ConvWeights> weights;
   int64_t sh, sw, pt, pl, pb, pr, dh, dw, group;
 
-  explicit ConvCpu(const OrtKernelInfo* info) : isa(SelectIsa()) {
+  explicit ConvCpu(const OrtKernelInfo* info) : variants(SelectKernelVariants()) {
     auto ints = [&](const char* name, std::vector<int64_t> dflt, size_t n, int64_t lo, int64_t hi) {
       std::vector<int64_t> v = AttrInts(info, name, std::move(dflt));
       Check(v.size() == n, name, " must have ", n, " values, got ", v.size());
       for (int64_t x : v) Check(x >= lo && x <= hi, name, " values must be in [", lo, ", ", hi, "], got ", x);
       return v;
     };
-    auto s = ints("strides", {1, 1}, 2, spec_conv::kStridesMin, spec_conv::kStridesMax);
-    auto p = ints("pads", {0, 0, 0, 0}, 4, spec_conv::kPadsMin, spec_conv::kPadsMax);
-    auto d = ints("dilations", {1, 1}, 2, spec_conv::kDilationsMin, spec_conv::kDilationsMax);
+    auto s = ints("strides", IntsDefault(spec_conv::kStridesDefault), 2, spec_conv::kStridesMin,
+                  spec_conv::kStridesMax);
+    auto p = ints("pads", IntsDefault(spec_conv::kPadsDefault), 4, spec_conv::kPadsMin,
+                  spec_conv::kPadsMax);
+    auto d = ints("dilations", IntsDefault(spec_conv::kDilationsDefault), 2,
+                  spec_conv::kDilationsMin, spec_conv::kDilationsMax);
     sh = s[0], sw = s[1], pt = p[0], pl = p[1], pb = p[2], pr = p[3], dh = d[0], dw = d[1];
     group = AttrIntIn(info, "group", spec_conv::kGroupMin, spec_conv::kGroupMax,
                       spec_conv::kGroupDefault);
-    cache.PrepareConstant(info, 2);
-    weights.Init(info, 1);
+    cache.PrepareConstant(info, spec_conv::kInputLut.index);
+    weights.Init(info, spec_conv::kInputW.index);
   }
 
   void Compute(Ort::KernelContext& ctx) {
-    InputView x = GetInput(ctx, 0, "X");
-    InputView w = GetInput(ctx, 1, "W");
+    InputView x = GetInput(ctx, spec_conv::kInputX);
+    InputView w = GetInput(ctx, spec_conv::kInputW);
     CheckType(x, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, "X");
     CheckType(w, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, "W");
     Check(x.shape.size() == 4, "X must be NCHW, got ", ShapeStr(x.shape));
@@ -178,9 +181,9 @@ struct ConvCpu {
     const int64_t OW = ConvOutputSize(Wd, pl, pr, KW, sw, dw);
     Check(OH >= 1 && OW >= 1,
           "kernel larger than the padded input: X ", ShapeStr(x.shape), ", W ", ShapeStr(w.shape));
-    const int32_t* lut = ReadLut(ctx, 2);
-    const int32_t zp = ReadZeroPoint(ctx, 3, "x_zero_point");
-    auto out = ctx.GetOutput(0, std::vector<int64_t>{NB, Co, OH, OW});
+    const int32_t* lut = ReadLut(ctx, spec_conv::kInputLut);
+    const int32_t zp = ReadZeroPoint(ctx, spec_conv::kInputXZeroPoint);
+    auto out = ctx.GetOutput(spec_conv::kOutputY.index, std::vector<int64_t>{NB, Co, OH, OW});
     int32_t* y = out.GetTensorMutableData<int32_t>();
     if (NB == 0 || Co == 0) return;
     auto prep = cache.Get(lut);
@@ -188,8 +191,8 @@ struct ConvCpu {
                               group, OH, OW};
     const int8_t* wp = w.data<int8_t>();
     // A constant W has one shape: the pack made for the first call fits every call.
-    auto pw = weights.Get(prep.get(), wp, [&] { return approx::PackConvWeights(*prep, isa, s, wp); });
-    approx::Conv(*prep, isa, s, x.data<uint8_t>(), wp, zp, y, OrtPar(ctx), pw.get());
+    auto pw = weights.Get(prep.get(), wp, [&] { return approx::PackConvWeights(*prep, variants, s, wp); });
+    approx::Conv(*prep, variants, s, x.data<uint8_t>(), wp, zp, y, OrtPar(ctx), pw.get());
   }
 };
 
@@ -198,18 +201,18 @@ struct ConvCpu {
 struct MatMulCuda {
   explicit MatMulCuda(const OrtKernelInfo*) {}
   void Compute(Ort::KernelContext& ctx) {
-    InputView a = GetInput(ctx, 0, "A");
-    InputView b = GetInput(ctx, 1, "B");
+    InputView a = GetInput(ctx, spec_mm::kInputA);
+    InputView b = GetInput(ctx, spec_mm::kInputB);
     CheckType(a, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, "A");
     CheckType(b, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, "B");
     Check(a.shape.size() >= 2 && b.shape.size() == 2 && b.shape[0] == a.shape.back(),
           "A must be [..., M, K] and B [K, N], got ", ShapeStr(a.shape), " and ", ShapeStr(b.shape));
-    const int32_t* lut = ReadLut(ctx, 2);  // device pointer; shape validated
-    const int32_t zp = ReadZeroPoint(ctx, 3, "a_zero_point");
+    const int32_t* lut = ReadLut(ctx, spec_mm::kInputLut);  // device pointer; shape validated
+    const int32_t zp = ReadZeroPoint(ctx, spec_mm::kInputAZeroPoint);
     const int64_t K = a.shape.back(), N = b.shape[1];
     std::vector<int64_t> yshape(a.shape.begin(), a.shape.end() - 1);
     yshape.push_back(N);
-    auto out = ctx.GetOutput(0, yshape);
+    auto out = ctx.GetOutput(spec_mm::kOutputY.index, yshape);
     const int64_t M = N ? NumElements(yshape) / N : 0;
     auto stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
     cuda::Check(cuda::LutGemmLaunch(stream, a.data<uint8_t>(), b.data<int8_t>(), lut, zp, M, K,
@@ -221,9 +224,8 @@ struct MatMulCuda {
 
 using MatMulDesc = SpecDesc<spec_mm::Spec>;
 #ifdef STEPORT_WITH_CUDA
-struct MatMulCudaDesc : MatMulDesc {
-  static const char* ExecutionProvider() { return "CUDAExecutionProvider"; }
-  static bool CpuInput(size_t i) { return i == 3; }
+struct MatMulCudaDesc : CudaDesc<MatMulDesc> {
+  static bool CpuInput(size_t i) { return i == spec_mm::kInputAZeroPoint.index; }
 };
 #endif
 using ConvDesc = SpecDesc<spec_conv::Spec>;
