@@ -41,8 +41,8 @@ int32_t ReadZeroPoint(Ort::KernelContext& ctx, spec::Port port) {
   InputView z = GetOptionalInput(ctx, port);
   if (!z.present) return 0;
   CheckType(z, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, port.name);
-  Check(z.shape.size() <= 1 && z.size() == 1, port.name, " must be a scalar (shape [] or [1]), got ",
-        ShapeStr(z.shape));
+  Check(z.shape.size() <= 1 && z.size() == 1, port.name,
+        " must be a scalar (shape [] or [1]), got ", ShapeStr(z.shape));
   return *z.data<uint8_t>();
 }
 
@@ -133,7 +133,8 @@ struct MatMulCpu {
     if (K == 0) { std::fill(y, y + M * N, 0); return; }
     auto prep = cache.Get(lut);
     const int8_t* bp = b.data<int8_t>();
-    auto pw = weights.Get(prep.get(), bp, [&] { return approx::PackMatMulWeights(*prep, variants, bp, K, N); });
+    auto pw = weights.Get(prep.get(), bp,
+                          [&] { return approx::PackMatMulWeights(*prep, variants, bp, K, N); });
     approx::MatMul(*prep, variants, a.data<uint8_t>(), M, K, bp, N, zp, y, OrtPar(ctx), pw.get());
   }
 };
@@ -152,14 +153,14 @@ struct ConvCpu {
       for (int64_t x : v) Check(x >= lo && x <= hi, name, " values must be in [", lo, ", ", hi, "], got ", x);
       return v;
     };
-    auto s = ints("strides", IntsDefault(spec_conv::kStridesDefault), 2, spec_conv::kStridesMin,
-                  spec_conv::kStridesMax);
-    auto p = ints("pads", IntsDefault(spec_conv::kPadsDefault), 4, spec_conv::kPadsMin,
-                  spec_conv::kPadsMax);
-    auto d = ints("dilations", IntsDefault(spec_conv::kDilationsDefault), 2,
+    auto s = ints(spec_conv::kAttrStrides, IntsDefault(spec_conv::kStridesDefault), 2,
+                  spec_conv::kStridesMin, spec_conv::kStridesMax);
+    auto p = ints(spec_conv::kAttrPads, IntsDefault(spec_conv::kPadsDefault), 4,
+                  spec_conv::kPadsMin, spec_conv::kPadsMax);
+    auto d = ints(spec_conv::kAttrDilations, IntsDefault(spec_conv::kDilationsDefault), 2,
                   spec_conv::kDilationsMin, spec_conv::kDilationsMax);
     sh = s[0], sw = s[1], pt = p[0], pl = p[1], pb = p[2], pr = p[3], dh = d[0], dw = d[1];
-    group = AttrIntIn(info, "group", spec_conv::kGroupMin, spec_conv::kGroupMax,
+    group = AttrIntIn(info, spec_conv::kAttrGroup, spec_conv::kGroupMin, spec_conv::kGroupMax,
                       spec_conv::kGroupDefault);
     cache.PrepareConstant(info, spec_conv::kInputLut.index);
     weights.Init(info, spec_conv::kInputW.index);
@@ -191,7 +192,8 @@ struct ConvCpu {
                               group, OH, OW};
     const int8_t* wp = w.data<int8_t>();
     // A constant W has one shape: the pack made for the first call fits every call.
-    auto pw = weights.Get(prep.get(), wp, [&] { return approx::PackConvWeights(*prep, variants, s, wp); });
+    auto pw = weights.Get(prep.get(), wp,
+                          [&] { return approx::PackConvWeights(*prep, variants, s, wp); });
     approx::Conv(*prep, variants, s, x.data<uint8_t>(), wp, zp, y, OrtPar(ctx), pw.get());
   }
 };

@@ -63,7 +63,7 @@ struct GemmCpu {
   binary::Kernels kern;
   std::optional<binary::AmxWeights> amx;  // constant B as AMX int8 quads
   explicit GemmCpu(const OrtKernelInfo* info)
-      : k(AttrIntIn(info, "k", spec_gemm::kKMin, spec_gemm::kKMax)) {
+      : k(AttrIntIn(info, spec_gemm::kAttrK, spec_gemm::kKMin, spec_gemm::kKMax)) {
     const KernelVariants variants = SelectKernelVariants();
     kern = binary::SelectKernels(variants.isa);
     if (variants.binary_amx) PrepareConstantWeights(info);
@@ -101,7 +101,7 @@ struct GemmCpu {
 struct GemmCuda {
   int64_t k;
   explicit GemmCuda(const OrtKernelInfo* info)
-      : k(AttrIntIn(info, "k", spec_gemm::kKMin, spec_gemm::kKMax)) {}
+      : k(AttrIntIn(info, spec_gemm::kAttrK, spec_gemm::kKMin, spec_gemm::kKMax)) {}
   void Compute(Ort::KernelContext& ctx) {
     InputView a = GetInput(ctx, spec_gemm::kInputA), b = GetInput(ctx, spec_gemm::kInputB);
     InputView scale = GetInput(ctx, spec_gemm::kInputScale);
@@ -140,20 +140,22 @@ struct ConvCpu {
   int64_t group, pad_value;
   binary::Kernels kern;
   explicit ConvCpu(const OrtKernelInfo* info)
-      : strides(IntsIn(info, "strides", 2, IntsDefault(spec_conv::kStridesDefault),
-                       spec_conv::kStridesMin, spec_conv::kStridesMax)),
-        pads(IntsIn(info, "pads", 4, IntsDefault(spec_conv::kPadsDefault), spec_conv::kPadsMin,
-                    spec_conv::kPadsMax)),
-        dilations(IntsIn(info, "dilations", 2, IntsDefault(spec_conv::kDilationsDefault),
-                         spec_conv::kDilationsMin, spec_conv::kDilationsMax)),
-        group(AttrIntIn(info, "group", spec_conv::kGroupMin, spec_conv::kGroupMax,
+      : strides(IntsIn(info, spec_conv::kAttrStrides, 2,
+                       IntsDefault(spec_conv::kStridesDefault), spec_conv::kStridesMin,
+                       spec_conv::kStridesMax)),
+        pads(IntsIn(info, spec_conv::kAttrPads, 4, IntsDefault(spec_conv::kPadsDefault),
+                    spec_conv::kPadsMin, spec_conv::kPadsMax)),
+        dilations(IntsIn(info, spec_conv::kAttrDilations, 2,
+                         IntsDefault(spec_conv::kDilationsDefault), spec_conv::kDilationsMin,
+                         spec_conv::kDilationsMax)),
+        group(AttrIntIn(info, spec_conv::kAttrGroup, spec_conv::kGroupMin, spec_conv::kGroupMax,
                         spec_conv::kGroupDefault)),
-        pad_value(AttrIntIn(info, "pad_value", spec_conv::kPadValueMin, spec_conv::kPadValueMax,
-                            spec_conv::kPadValueDefault)),
+        pad_value(AttrIntIn(info, spec_conv::kAttrPadValue, spec_conv::kPadValueMin,
+                            spec_conv::kPadValueMax, spec_conv::kPadValueDefault)),
         kern(binary::SelectKernels(SelectKernelVariants().isa)) {
-    kernel_shape = AttrInts(info, "kernel_shape", {});
+    kernel_shape = AttrInts(info, spec_conv::kAttrKernelShape, {});
     if (!kernel_shape.empty())
-      kernel_shape = IntsIn(info, "kernel_shape", 2, {}, spec_conv::kKernelShapeMin,
+      kernel_shape = IntsIn(info, spec_conv::kAttrKernelShape, 2, {}, spec_conv::kKernelShapeMin,
                             spec_conv::kKernelShapeMax);
   }
 

@@ -160,10 +160,10 @@ struct NetAttrs {
   int64_t num_classes;
   float tau;
   explicit NetAttrs(const OrtKernelInfo* info)
-      : sizes(AttrInts(info, "layer_sizes", {})),
-        num_classes(AttrIntIn(info, "num_classes", spec_net::kNumClassesMin,
+      : sizes(AttrInts(info, spec_net::kAttrLayerSizes, {})),
+        num_classes(AttrIntIn(info, spec_net::kAttrNumClasses, spec_net::kNumClassesMin,
                               spec_net::kNumClassesMax)),
-        tau(AttrFloat(info, "tau", static_cast<float>(spec_net::kTauDefault))) {
+        tau(AttrFloat(info, spec_net::kAttrTau, static_cast<float>(spec_net::kTauDefault))) {
     Check(!sizes.empty(), "attribute 'layer_sizes' is required and must be non-empty");
     for (int64_t s : sizes)
       Check(s >= 1 && s <= kMaxWidth, "attribute 'layer_sizes' entries must be in [1, ",
@@ -208,8 +208,8 @@ struct LogicLayerCpu {
     Batch x = ReadX(ctx);
     logic::NetPlan scratch;
     const logic::NetPlan& plan = plans.Get(ctx, x, scratch);
-    auto out =
-        ctx.GetOutput(spec_net::kOutputY.index, std::vector<int64_t>{x.n, plan.layers[0].out_width});
+    auto out = ctx.GetOutput(spec_net::kOutputY.index,
+                             std::vector<int64_t>{x.n, plan.layers[0].out_width});
     if (x.n > 0) RunCpu(ctx, isa, x, plan, out.GetTensorMutableData<float>());
   }
 };

@@ -31,7 +31,7 @@ struct PactCpu {
   int64_t bits;
   Isa isa;
   explicit PactCpu(const OrtKernelInfo* info)
-      : bits(AttrIntIn(info, "bits", spec_pact::kBitsMin, spec_pact::kBitsMax)),
+      : bits(AttrIntIn(info, spec_pact::kAttrBits, spec_pact::kBitsMin, spec_pact::kBitsMax)),
         isa(SelectKernelVariants().isa) {}
 
   void Compute(Ort::KernelContext& ctx) {
@@ -52,7 +52,7 @@ struct PactCpu {
 struct PactCuda {
   int64_t bits;
   explicit PactCuda(const OrtKernelInfo* info)
-      : bits(AttrIntIn(info, "bits", spec_pact::kBitsMin, spec_pact::kBitsMax)) {}
+      : bits(AttrIntIn(info, spec_pact::kAttrBits, spec_pact::kBitsMin, spec_pact::kBitsMax)) {}
   void Compute(Ort::KernelContext& ctx) {
     InputView x = GetInput(ctx, spec_pact::kInputX);
     const quant::PactParams p = ReadParams(ctx, x, bits);

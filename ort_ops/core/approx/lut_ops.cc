@@ -501,7 +501,8 @@ std::vector<int32_t> Correction(const std::vector<int32_t>& wsum, int32_t zp) {
 // The conv over an output window whose rows/columns all touch the input (Conv handles the
 // all-padding border).
 void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvShape& s,
-              const uint8_t* xp, const int8_t* wp, int32_t zp, int32_t* y, const ParFn& par, const ConvWeights& cw) {
+              const uint8_t* xp, const int8_t* wp, int32_t zp, int32_t* y, const ParFn& par,
+              const ConvWeights& cw) {
   const Isa isa = variants.isa;
   const Kernels kern = PickKernels(variants);
   const int64_t C = s.C, H = s.H, Wd = s.W, Co = s.Co, Cg = s.Cg, KH = s.KH, KW = s.KW;

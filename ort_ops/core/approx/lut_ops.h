@@ -52,8 +52,8 @@ using ParFn = std::function<void(int64_t, int64_t, const std::function<void(int6
 struct SepB;  // packed weights of the separable GEMMs (lut_ops.cc)
 
 // The weight side of MatMul / Conv (column sums, packed and transposed copies) for one
-// (LUT, kernel variants, weights). Built per call, or once by a caller whose weights are constant (an
-// ORT initializer), which then passes it to every call.
+// (LUT, kernel variants, weights). Built per call, or once by a caller whose weights are
+// constant (an ORT initializer), which then passes it to every call.
 struct MatMulWeights {
   int64_t K = 0, N = 0;
   std::vector<int32_t> wsum;  // sum_k B[k, n] (wrapping)
@@ -98,6 +98,7 @@ std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep,
                                                    const ConvShape& s, const int8_t* w,
                                                    bool allow_x4 = true);
 void Conv(const Prepared& prep, const KernelVariants& variants, const ConvShape& s,
-          const uint8_t* x, const int8_t* w, int32_t zp, int32_t* y, const ParFn& par, const ConvWeights* pw = nullptr);
+          const uint8_t* x, const int8_t* w, int32_t zp, int32_t* y, const ParFn& par,
+          const ConvWeights* pw = nullptr);
 
 }  // namespace steport::approx

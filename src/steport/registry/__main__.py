@@ -83,6 +83,7 @@ def header_text() -> str:
             for a in op.attrs:
                 cname = "".join(p.capitalize() for p in a.name.split("_"))
                 ctype = "int64_t" if a.kind in ("int", "ints") else "double"
+                out.append(f'constexpr const char* kAttr{cname} = "{a.name}";')
                 if a.lo is not None:
                     out.append(f"constexpr {ctype} k{cname}Min = {a.lo!r};")
                 if a.hi is not None:
