@@ -27,7 +27,8 @@ static_assert(spec_layer::kInputX.index == spec_net::kInputX.index &&
                   spec_layer::kInputGateIds.index == spec_net::kInputGateIds.index &&
                   spec_layer::kOutputY.index == spec_net::kOutputY.index,
               "LogicLayer and LogicNet ports differ in the registry");
-constexpr int64_t kMaxWidth = int64_t{1} << 24;  // registry MAX_WIDTH
+using spec::logic::kMaxWidth;
+constexpr int kMaxGateId = spec::logic::kNumGates - 1;
 
 // idx_a, idx_b, gate_ids of all layers, validated except layer 0 against the input width.
 struct Gates {
@@ -70,14 +71,15 @@ Gates ReadGates(const InputView& ia, const InputView& ib, const InputView& g,
   if (g.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) {
     const uint8_t* gp = g.data<uint8_t>();
     for (int64_t i = 0; i < total; ++i) {
-      Check(gp[i] <= 15, "gate id ", int(gp[i]), " at position ", i, " is out of range [0, 15]");
+      Check(gp[i] <= kMaxGateId, "gate id ", int(gp[i]), " at position ", i,
+            " is out of range [0, ", kMaxGateId, "]");
       net.ids[i] = gp[i];
     }
   } else {
     const int64_t* gp = g.data<int64_t>();
     for (int64_t i = 0; i < total; ++i) {
-      Check(gp[i] >= 0 && gp[i] <= 15, "gate id ", gp[i], " at position ", i,
-            " is out of range [0, 15]");
+      Check(gp[i] >= 0 && gp[i] <= kMaxGateId, "gate id ", gp[i], " at position ", i,
+            " is out of range [0, ", kMaxGateId, "]");
       net.ids[i] = static_cast<uint8_t>(gp[i]);
     }
   }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import sys
 
@@ -54,6 +55,10 @@ def header_text() -> str:
     for fam, dom in DOMAINS.items():
         out.append(f"namespace {fam} {{")
         out.append(f'constexpr const char* kDomain = "{dom}";')
+        # family-wide limits the kernels share with Python (CPP_CONSTANTS in the family module)
+        family_module = importlib.import_module(f"steport.registry.{fam}")
+        for cname, value in getattr(family_module, "CPP_CONSTANTS", {}).items():
+            out.append(f"constexpr int64_t {cname} = {int(value)};")
         for op in OPS:
             if op.family != fam:
                 continue
