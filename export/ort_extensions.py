@@ -37,12 +37,12 @@ from .reference_kernels import PythonBackendError, kernel_for
 PY_DOMAIN = "ai.onnx.contrib"  # the only domain onnxruntime-extensions serves Python ops in
 _PREFIX = "Steport_"
 
-_ONNX_TO_NP = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64,
-               TensorProto.FLOAT16: np.float16, TensorProto.UINT8: np.uint8,
-               TensorProto.INT8: np.int8, TensorProto.UINT16: np.uint16,
-               TensorProto.INT16: np.int16, TensorProto.INT32: np.int32,
-               TensorProto.INT64: np.int64, TensorProto.UINT32: np.uint32,
-               TensorProto.UINT64: np.uint64, TensorProto.BOOL: np.bool_}
+# The element types onnxruntime-extensions Python ops take (PyCustomOpDef.dt_<name>).
+_ONNX_TO_NP = {t: onnx.helper.tensor_dtype_to_np_dtype(t)
+               for t in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16,
+                         TensorProto.UINT8, TensorProto.INT8, TensorProto.UINT16,
+                         TensorProto.INT16, TensorProto.INT32, TensorProto.INT64,
+                         TensorProto.UINT32, TensorProto.UINT64, TensorProto.BOOL)}
 
 # --------------------------------------------------------------------------------------------
 # Python-op registration with onnxruntime-extensions (process-wide, once per signature).
@@ -62,17 +62,10 @@ def _ext():
 
 
 def _dt(onnx_type: int) -> int:
-    P = _ext().PyCustomOpDef
-    table = {TensorProto.FLOAT: P.dt_float, TensorProto.DOUBLE: P.dt_double,
-             TensorProto.FLOAT16: P.dt_float16, TensorProto.UINT8: P.dt_uint8,
-             TensorProto.INT8: P.dt_int8, TensorProto.UINT16: P.dt_uint16,
-             TensorProto.INT16: P.dt_int16, TensorProto.INT32: P.dt_int32,
-             TensorProto.INT64: P.dt_int64, TensorProto.UINT32: P.dt_uint32,
-             TensorProto.UINT64: P.dt_uint64, TensorProto.BOOL: P.dt_bool}
-    if onnx_type not in table:
+    if onnx_type not in _ONNX_TO_NP:
         raise PythonBackendError(f"element type {TensorProto.DataType.Name(onnx_type)} is not "
                                  "supported by onnxruntime-extensions Python ops")
-    return table[onnx_type]
+    return getattr(_ext().PyCustomOpDef, "dt_" + TensorProto.DataType.Name(onnx_type).lower())
 
 
 def _attr_dt(kind: str) -> int:
