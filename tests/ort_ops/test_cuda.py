@@ -44,7 +44,8 @@ def test_cuda_kernel_matches_cpu(spec):  # pragma: no cover - runs only on GPU m
     for model, feeds in _examples(spec, seed=1):
         blob = model.SerializeToString()
         gpu = steport.session(blob, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-        # the op must really run on the GPU, not fall back to the CPU kernel
+        # the CUDA provider is active (ORT then places the node on its CUDA kernel, which the
+        # registration test above shows exists)
         assert gpu.get_providers()[0] == "CUDAExecutionProvider"
         got = gpu.run(None, feeds)
         for y, want in zip(got, run_steport(model, feeds)):
