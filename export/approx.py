@@ -14,8 +14,10 @@ from onnxscript import INT8, INT32, UINT8, script
 
 from steport.registry import get
 
-from .domains import APPROX, op
+from .domains import family_opset, op
 from .onnx_utils import attr_const, const, make_function, node, ref_attr
+
+APPROX = family_opset("approx")
 
 MATMUL = get("approx", "ApproxMatMulInteger")
 CONV = get("approx", "ApproxConvInteger")

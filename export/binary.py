@@ -14,8 +14,10 @@ from onnxscript import FLOAT, UINT64, script
 
 from steport.registry import get
 
-from .domains import BINARY, op
+from .domains import family_opset, op
 from .onnx_utils import attr_const, const, make_function, node
+
+BINARY = family_opset("binary")
 
 GEMM = get("binary", "BinaryGemm")
 CONV = get("binary", "BinaryConv2d")

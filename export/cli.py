@@ -116,8 +116,7 @@ def cmd_verify(args) -> int:
 
 
 def _per_node(args) -> int:
-    from .pyops import localize_mismatch
-    from .verify import _inputs_for
+    from .verify import _inputs_for, localize_mismatch
 
     backends = tuple(b for b in (args.backend or ["steport", "python"]) if b != "torch")
     if len(backends) != 2:

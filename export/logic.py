@@ -16,8 +16,10 @@ from onnxscript import FLOAT, INT64, UINT8, script
 from steport.registry import get
 from steport.registry.logic import GATE_TRUTH_TABLE
 
-from .domains import LOGIC, op
+from .domains import family_opset, op
 from .onnx_utils import attr_const, const, make_function, node
+
+LOGIC = family_opset("logic")
 
 LOGIC_LAYER = get("logic", "LogicLayer")
 LOGIC_NET = get("logic", "LogicNet")

@@ -1,9 +1,12 @@
 """Small helpers for building fallback function bodies with onnx.helper."""
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import numpy as np
 import onnx
-from onnx import AttributeProto, helper, numpy_helper
+from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
 from steport.registry import ONNX_OPSET, OpSpec
 
@@ -56,3 +59,35 @@ def make_function(spec: OpSpec, nodes, inputs=None, outputs=None, attrs=None,
         attributes=attrs if attrs is not None else [a.name for a in spec.attrs],
         doc_string=f"steport fallback body for {spec.qualname} v{spec.version}: {spec.doc}",
     )
+
+
+# Registry port type names (OpSpec Port.types) -> ONNX element types.
+TENSOR_TYPES = {"float": TensorProto.FLOAT, "double": TensorProto.DOUBLE,
+                "float16": TensorProto.FLOAT16, "uint8": TensorProto.UINT8,
+                "int8": TensorProto.INT8, "uint16": TensorProto.UINT16, "int16": TensorProto.INT16,
+                "int32": TensorProto.INT32, "int64": TensorProto.INT64,
+                "uint32": TensorProto.UINT32, "uint64": TensorProto.UINT64,
+                "bool": TensorProto.BOOL}
+
+
+def value_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every value name we can find (inputs, outputs, initializers, inferred)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # inference is a best effort; spec types fill the gaps
+        inferred = model
+    g = inferred.graph
+    types = {vi.name: vi.type.tensor_type.elem_type
+             for vi in list(g.input) + list(g.output) + list(g.value_info)
+             if vi.type.HasField("tensor_type")}
+    types.update({t.name: t.data_type for t in g.initializer})
+    return {k: v for k, v in types.items() if v}
+
+
+def load_proto(model: Any) -> onnx.ModelProto:
+    """A path, serialized bytes or ModelProto -> ModelProto."""
+    if isinstance(model, (str, os.PathLike)):
+        return onnx.load(os.fspath(model))
+    if isinstance(model, (bytes, bytearray)):
+        return onnx.load_from_string(bytes(model))
+    return model

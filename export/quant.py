@@ -6,8 +6,10 @@ from onnxscript import FLOAT, script
 
 from steport.registry import get
 
-from .domains import QUANT, op
+from .domains import family_opset, op
 from .onnx_utils import attr_const, const, make_function, node
+
+QUANT = family_opset("quant")
 
 PACT = get("quant", "Pact")
 

@@ -2,6 +2,7 @@
 bodies); report max abs diff per output and pair."""
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 
@@ -10,6 +11,9 @@ import onnx
 import onnxruntime as ort
 
 import steport
+from steport.registry import DOMAINS, get
+
+from .onnx_utils import TENSOR_TYPES, load_proto, value_types
 
 
 @dataclass
@@ -189,7 +193,7 @@ def verify(model_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
         results["ort+steport"] = _run("onnxruntime + steport",
                                       lambda: steport.session(model_path, sess_options=quiet), feeds)
     if "python" in backends:  # numpy kernels inside ORT (onnxruntime-extensions PyOps)
-        from .pyops import python_session
+        from .ort_extensions import python_session
 
         results["ort+python"] = python_session(model).run(None, feeds)
     if "fallback" in backends:
@@ -226,3 +230,116 @@ def verify(model_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
                     pair = _compare(results[a][k], results[b][k], a, b, out, atol, limit)
                 report.pairs.append(pair)
     return report
+
+
+# ---- per-node mismatch localization -------------------------------------------------------
+
+@dataclass
+class NodeDiff:
+    node: str
+    op: str  # domain::name
+    output: str
+    max_abs_diff: float
+    mismatches: int
+    size: int
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatches == 0
+
+
+@dataclass
+class NodeReport:
+    backends: tuple[str, str]
+    nodes: list[NodeDiff]
+
+    @property
+    def first_mismatch(self) -> NodeDiff | None:
+        return next((d for d in self.nodes if not d.ok), None)
+
+    @property
+    def ok(self) -> bool:
+        return self.first_mismatch is None
+
+    def table(self) -> str:
+        a, b = self.backends
+        lines = [f"per-node comparison {a} vs {b} (custom nodes in graph order)",
+                 f"{'node':24s} {'op':28s} {'output':16s} {'max|diff|':>10s} {'mismatch':>10s}"]
+        for d in self.nodes:
+            lines.append(f"{d.node:24s} {d.op:28s} {d.output:16s} {d.max_abs_diff:10.3g} "
+                         f"{d.mismatches:>5d}/{d.size:<5d}")
+        first = self.first_mismatch
+        lines.append("all custom nodes agree" if first is None else
+                     f"FIRST MISMATCH: node '{first.node}' ({first.op}), output '{first.output}'")
+        return "\n".join(lines)
+
+
+def _expose_custom_outputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[tuple]]:
+    """Copy of ``model`` with every steport node's outputs added as graph outputs."""
+    m = copy.deepcopy(model)
+    ours = set(DOMAINS.values())
+    types = value_types(model)
+    have = {o.name for o in m.graph.output}
+    probes = []
+    for i, n in enumerate(m.graph.node):
+        if n.domain not in ours:
+            continue
+        if not n.name:
+            n.name = f"{n.op_type}_{i}"
+        for o in n.output:
+            if not o:
+                continue
+            probes.append((n.name, f"{n.domain}::{n.op_type}", o))
+            if o not in have:
+                t = types.get(o)
+                if t is None:
+                    port = get(n.domain, n.op_type).outputs[list(n.output).index(o)]
+                    t = TENSOR_TYPES[port.types[0]]
+                m.graph.output.append(onnx.helper.make_tensor_value_info(o, t, None))
+                have.add(o)
+    return m, probes
+
+
+def _diff(a: np.ndarray, b: np.ndarray, atol: float) -> tuple[float, int]:
+    if a.shape != b.shape:
+        return float("inf"), max(a.size, b.size, 1)
+    if a.dtype.kind in "fc" or b.dtype.kind in "fc":
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        same = (np.isnan(a64) & np.isnan(b64)) | (a64 == b64)  # inf == inf counts as equal
+        d = np.where(same, 0.0, np.nan_to_num(np.abs(a64 - b64), nan=np.inf))
+        return (float(d.max()) if d.size else 0.0), int((d > atol).sum())
+    neq = a != b
+    d = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    return (float(d.max()) if d.size else 0.0), int(neq.sum())
+
+
+def localize_mismatch(model: Any, feeds: dict[str, np.ndarray],
+                      backends: tuple[str, str] = ("steport", "python"),
+                      atol: float = 0.0) -> NodeReport:
+    """Run ``model`` on two backends ("steport": C++ kernels, "python": numpy kernels,
+    "fallback": stock ORT with the fallback bodies) with every custom node's outputs exposed,
+    and compare node by node in graph (topological) order. The first differing node is where
+    the backends part ways; later ones may only inherit its difference."""
+    proto = load_proto(model)
+    probed, probes = _expose_custom_outputs(proto)
+    names = [o.name for o in probed.graph.output]
+    results = {}
+    for b in backends:
+        if b == "steport":
+            sess = steport.session(probed.SerializeToString(), threads=1)
+        elif b == "python":
+            from .ort_extensions import python_session  # optional dependency, loaded on use
+
+            sess = python_session(probed)
+        elif b == "fallback":
+            sess = ort.InferenceSession(probed.SerializeToString(),
+                                        providers=["CPUExecutionProvider"])
+        else:
+            raise ValueError(f"unknown backend {b!r} (steport, python, fallback)")
+        results[b] = dict(zip(names, sess.run(None, feeds)))
+    ra, rb = (results[b] for b in backends)
+    diffs = []
+    for node, op, out in probes:
+        mad, bad = _diff(np.asarray(ra[out]), np.asarray(rb[out]), atol)
+        diffs.append(NodeDiff(node, op, out, mad, bad, int(np.asarray(ra[out]).size)))
+    return NodeReport(tuple(backends), diffs)

@@ -385,3 +385,18 @@ def test_stock_onnxruntime_wraps_approx_sums_like_the_spec(name):
     in int64 and wrap in the final Cast, as the kernels and docs/ops.md do."""
     for i, (model, feeds, want) in enumerate(_wrapping_cases(name)):
         assert_bitexact(_stock_ort(model, feeds)[0], want, f"{name} example {i}")
+
+
+@pytest.mark.parametrize("spec", OPS, ids=lambda s: s.qualname)
+def test_numpy_reference_kernels_as_onnx_reference_ops_match_the_library(spec):
+    """steport.export.reference_kernels.reference_evaluator(): the numpy kernels as
+    onnx.reference ops replace the fallback bodies (so no body gap applies) and give the C++
+    kernels' outputs bit for bit."""
+    from steport.export.reference_kernels import reference_evaluator
+
+    from .conftest import run_steport
+
+    for model, feeds in _examples(spec, seed=2):
+        got = reference_evaluator(model).run(None, feeds)
+        for y, want in zip(got, run_steport(model, feeds)):
+            assert_bitexact(np.asarray(y), want)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import onnx
 import onnxruntime as ort
@@ -15,8 +16,9 @@ import pytest
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, RuntimeException
 
 import steport
-from steport.registry import IR_VERSION, ONNX_OPSET, OPS, check_model_ops, get
-from steport.registry.__main__ import ONNX_TYPES
+from steport.registry import (DOMAINS, IR_VERSION, ONNX_OPSET, OPS, check_model_ops, families,
+                              get)
+from steport.registry.__main__ import ONNX_TYPES, header_text
 
 IDS = [op.qualname for op in OPS]
 
@@ -178,3 +180,22 @@ def test_onnx_type_numbering_is_onnx_own():
     names = {"float16": "FLOAT16", "double": "DOUBLE"}
     for name, code in ONNX_TYPES.items():
         assert getattr(onnx.TensorProto, names.get(name, name.upper())) == code, name
+
+
+def test_every_family_has_its_registry_module_sources_and_binding():
+    """The family list is spec.DOMAINS alone: the registry loads steport.registry.<family>,
+    CMake includes core/<family>/sources.cmake for each family `--families` prints, and
+    families.cc calls Register<Family>Ops from the generated STEPORT_FAMILIES. So each family
+    needs exactly these files, and the binding must define that function."""
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "steport.registry", "--families"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out.split(";") == list(DOMAINS)
+    assert "#define STEPORT_FAMILIES(X) X(Quant) X(Binary) X(Approx) X(Logic)" in header_text()
+    for family in DOMAINS:
+        assert {op.family for op in families()[family]} == {family}
+        assert (root / "src/steport/registry" / f"{family}.py").is_file()
+        assert (root / "ort_ops/core" / family / "sources.cmake").is_file()
+        binding = (root / "ort_ops/ort" / f"{family}.cc").read_text()
+        assert f"void Register{family.capitalize()}Ops(OpSink& sink)" in binding
+

@@ -32,22 +32,22 @@ namespace spec_qconv = spec::approx::approx_q_linear_conv;
 using approx::kLutSize;
 
 // LUT input: int32, shape [256, 256] or [65536] (anything else would index out of bounds).
-const int32_t* ReadLut(Ort::KernelContext& ctx, size_t i) {
-  InputView l = GetInput(ctx, i, "lut");
-  CheckType(l, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, "lut");
+const int32_t* ReadLut(Ort::KernelContext& ctx, spec::Port port) {
+  InputView l = GetInput(ctx, port);
+  CheckType(l, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, port.name);
   const bool ok = (l.shape.size() == 2 && l.shape[0] == 256 && l.shape[1] == 256) ||
                   (l.shape.size() == 1 && l.shape[0] == kLutSize);
-  Check(ok, "lut must be int32 [256, 256] (or [65536]), got shape ", ShapeStr(l.shape));
+  Check(ok, port.name, " must be int32 [256, 256] (or [65536]), got shape ", ShapeStr(l.shape));
   return l.data<int32_t>();
 }
 
 // Optional uint8 scalar zero point (absent -> 0). Host-memory input.
-int32_t ReadZeroPoint(Ort::KernelContext& ctx, size_t i, const char* name) {
-  InputView z = GetOptionalInput(ctx, i, name);
+int32_t ReadZeroPoint(Ort::KernelContext& ctx, spec::Port port) {
+  InputView z = GetOptionalInput(ctx, port);
   if (!z.present) return 0;
-  CheckType(z, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, name);
-  Check(z.shape.size() <= 1 && z.size() == 1, name, " must be a scalar (shape [] or [1]), got ",
-        ShapeStr(z.shape));
+  CheckType(z, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, port.name);
+  Check(z.shape.size() <= 1 && z.size() == 1, port.name,
+        " must be a scalar (shape [] or [1]), got ", ShapeStr(z.shape));
   return *z.data<uint8_t>();
 }
 
@@ -142,13 +142,13 @@ approx::ParFn OrtPar(Ort::KernelContext& ctx) {
 // ---------------------------------------------------------------------------------------
 // The requantization inputs of the QLinear ops: bias int32 [C], multiplier fp32 [C] or [1]
 // (finite), y_zero_point. Validated here: the kernels index bias and multiplier by channel.
-approx::RequantParams ReadRequant(Ort::KernelContext& ctx, size_t bias_i, size_t mult_i,
-                                  size_t y_zp_i, int64_t C) {
-  InputView b = GetInput(ctx, bias_i, "bias");
+approx::RequantParams ReadRequant(Ort::KernelContext& ctx, spec::Port bias, spec::Port mult,
+                                  spec::Port y_zp, int64_t C) {
+  InputView b = GetInput(ctx, bias);
   CheckType(b, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, "bias");
   Check(b.shape.size() == 1 && b.shape[0] == C, "bias must be int32 [", C, "] (one per output ",
         "channel), got ", ShapeStr(b.shape));
-  InputView m = GetInput(ctx, mult_i, "multiplier");
+  InputView m = GetInput(ctx, mult);
   CheckType(m, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, "multiplier");
   Check(m.shape.size() <= 1 && (m.size() == 1 || (m.shape.size() == 1 && m.shape[0] == C)),
         "multiplier must be fp32 [", C, "] or [1], got ", ShapeStr(m.shape));
@@ -158,19 +158,20 @@ approx::RequantParams ReadRequant(Ort::KernelContext& ctx, size_t bias_i, size_t
   q.per_channel = m.size() != 1;
   for (int64_t i = 0, n = m.size(); i < n; ++i)
     Check(std::isfinite(q.mult[i]), "multiplier must be finite, got ", q.mult[i], " at ", i);
-  q.y_zp = ReadZeroPoint(ctx, y_zp_i, "y_zero_point");
+  q.y_zp = ReadZeroPoint(ctx, y_zp);
   return q;
 }
 
 // The int32 LUT sums of ApproxMatMulInteger into `y` ([M, N] with M all leading rows of A),
 // or false when the output is empty (nothing to compute). `yshape` receives [..., M, N].
 struct MatMulCore {
-  Isa isa;
+  KernelVariants variants;
   LutCache cache;
   WeightCache<approx::MatMulWeights> weights;
-  MatMulCore(const OrtKernelInfo* info, size_t b_i, size_t lut_i) : isa(SelectIsa()) {
-    cache.PrepareConstant(info, lut_i);
-    weights.Init(info, b_i);
+  MatMulCore(const OrtKernelInfo* info, spec::Port b, spec::Port lut)
+      : variants(SelectKernelVariants()) {
+    cache.PrepareConstant(info, lut.index);
+    weights.Init(info, b.index);
   }
 
   struct Shape { std::vector<int64_t> y; int64_t M, K, N; };
@@ -191,22 +192,22 @@ struct MatMulCore {
     if (s.K == 0) { std::fill(y, y + s.M * s.N, 0); return; }
     auto prep = cache.Get(lut);
     const int8_t* bp = b.data<int8_t>();
-    auto pw = weights.Get(prep.get(), bp, [&] { return approx::PackMatMulWeights(*prep, isa, bp, s.K, s.N); });
-    approx::MatMul(*prep, isa, a.data<uint8_t>(), s.M, s.K, bp, s.N, zp, y, OrtPar(ctx), pw.get());
+    auto pw = weights.Get(prep.get(), bp, [&] { return approx::PackMatMulWeights(*prep, variants, bp, s.K, s.N); });
+    approx::MatMul(*prep, variants, a.data<uint8_t>(), s.M, s.K, bp, s.N, zp, y, OrtPar(ctx), pw.get());
   }
 };
 
 struct MatMulCpu {
   MatMulCore core;
-  explicit MatMulCpu(const OrtKernelInfo* info) : core(info, 1, 2) {}
+  explicit MatMulCpu(const OrtKernelInfo* info) : core(info, spec_mm::kInputB, spec_mm::kInputLut) {}
 
   void Compute(Ort::KernelContext& ctx) {
-    InputView a = GetInput(ctx, 0, "A");
-    InputView b = GetInput(ctx, 1, "B");
+    InputView a = GetInput(ctx, spec_mm::kInputA);
+    InputView b = GetInput(ctx, spec_mm::kInputB);
     const auto s = core.Validate(a, b);
-    const int32_t* lut = ReadLut(ctx, 2);
-    const int32_t zp = ReadZeroPoint(ctx, 3, "a_zero_point");
-    auto out = ctx.GetOutput(0, s.y);
+    const int32_t* lut = ReadLut(ctx, spec_mm::kInputLut);
+    const int32_t zp = ReadZeroPoint(ctx, spec_mm::kInputAZeroPoint);
+    auto out = ctx.GetOutput(spec_mm::kOutputY.index, s.y);
     if (s.M == 0 || s.N == 0) return;
     core.Run(ctx, a, b, lut, zp, s, out.GetTensorMutableData<int32_t>());
   }
@@ -215,41 +216,54 @@ struct MatMulCpu {
 // ApproxQLinearMatMul: the LUT sums into scratch, then requantized per column.
 struct QMatMulCpu {
   MatMulCore core;
-  explicit QMatMulCpu(const OrtKernelInfo* info) : core(info, 1, 2) {}
+  explicit QMatMulCpu(const OrtKernelInfo* info)
+      : core(info, spec_qmm::kInputB, spec_qmm::kInputLut) {}
 
   void Compute(Ort::KernelContext& ctx) {
-    InputView a = GetInput(ctx, 0, "A");
-    InputView b = GetInput(ctx, 1, "B");
+    InputView a = GetInput(ctx, spec_qmm::kInputA);
+    InputView b = GetInput(ctx, spec_qmm::kInputB);
     const auto s = core.Validate(a, b);
-    const int32_t* lut = ReadLut(ctx, 2);
-    const approx::RequantParams q = ReadRequant(ctx, 3, 4, 6, s.N);
-    const int32_t zp = ReadZeroPoint(ctx, 5, "a_zero_point");
-    auto out = ctx.GetOutput(0, s.y);
+    const int32_t* lut = ReadLut(ctx, spec_qmm::kInputLut);
+    const approx::RequantParams q = ReadRequant(ctx, spec_qmm::kInputBias,
+                                                spec_qmm::kInputMultiplier,
+                                                spec_qmm::kInputYZeroPoint, s.N);
+    const int32_t zp = ReadZeroPoint(ctx, spec_qmm::kInputAZeroPoint);
+    auto out = ctx.GetOutput(spec_qmm::kOutputY.index, s.y);
     if (s.M == 0 || s.N == 0) return;
     AccScratch acc(ctx, {s.M, s.N});
     core.Run(ctx, a, b, lut, zp, s, acc.data());
-    approx::RequantizeRows(core.isa, acc.data(), s.M, s.N, q, out.GetTensorMutableData<uint8_t>(),
-                           OrtPar(ctx));
+    approx::RequantizeRows(core.variants.isa, acc.data(), s.M, s.N, q,
+                           out.GetTensorMutableData<uint8_t>(), OrtPar(ctx));
   }
 };
 
 // ---------------------------------------------------------------------------------------
-// ApproxConvInteger's attributes, validation and LUT sums; shared with ApproxQLinearConv.
+// ApproxConvInteger's attributes, validation and LUT sums; shared with ApproxQLinearConv,
+// whose conv attributes are the same registry entries (registry/approx.py _CONV_ATTRS).
+static_assert(spec_qconv::kStridesMax == spec_conv::kStridesMax &&
+              spec_qconv::kPadsMax == spec_conv::kPadsMax &&
+              spec_qconv::kDilationsMax == spec_conv::kDilationsMax &&
+              spec_qconv::kGroupMax == spec_conv::kGroupMax,
+              "ApproxQLinearConv's conv attributes are ApproxConvInteger's");
 struct ConvCore {
-  Isa isa;
+  KernelVariants variants;
   LutCache cache;
   WeightCache<approx::ConvWeights> weights;
   int64_t sh, sw, pt, pl, pb, pr, dh, dw, group;
 
-  explicit ConvCore(const OrtKernelInfo* info) : isa(SelectIsa()) {
-    auto s = IntsAttr(info, "strides", {1, 1}, 2, spec_conv::kStridesMin, spec_conv::kStridesMax);
-    auto p = IntsAttr(info, "pads", {0, 0, 0, 0}, 4, spec_conv::kPadsMin, spec_conv::kPadsMax);
-    auto d = IntsAttr(info, "dilations", {1, 1}, 2, spec_conv::kDilationsMin, spec_conv::kDilationsMax);
+  ConvCore(const OrtKernelInfo* info, spec::Port w, spec::Port lut)
+      : variants(SelectKernelVariants()) {
+    auto s = IntsAttr(info, spec_conv::kAttrStrides, IntsDefault(spec_conv::kStridesDefault), 2,
+                      spec_conv::kStridesMin, spec_conv::kStridesMax);
+    auto p = IntsAttr(info, spec_conv::kAttrPads, IntsDefault(spec_conv::kPadsDefault), 4,
+                      spec_conv::kPadsMin, spec_conv::kPadsMax);
+    auto d = IntsAttr(info, spec_conv::kAttrDilations, IntsDefault(spec_conv::kDilationsDefault),
+                      2, spec_conv::kDilationsMin, spec_conv::kDilationsMax);
     sh = s[0], sw = s[1], pt = p[0], pl = p[1], pb = p[2], pr = p[3], dh = d[0], dw = d[1];
-    group = AttrIntIn(info, "group", spec_conv::kGroupMin, spec_conv::kGroupMax,
+    group = AttrIntIn(info, spec_conv::kAttrGroup, spec_conv::kGroupMin, spec_conv::kGroupMax,
                       spec_conv::kGroupDefault);
-    cache.PrepareConstant(info, 2);
-    weights.Init(info, 1);
+    cache.PrepareConstant(info, lut.index);
+    weights.Init(info, w.index);
   }
 
   static std::vector<int64_t> IntsAttr(const OrtKernelInfo* info, const char* name,
@@ -282,22 +296,24 @@ struct ConvCore {
     auto prep = cache.Get(lut);
     const int8_t* wp = w.data<int8_t>();
     // A constant W has one shape: the pack made for the first call fits every call.
-    auto pw = weights.Get(prep.get(), wp, [&] { return approx::PackConvWeights(*prep, isa, s, wp); });
-    approx::Conv(*prep, isa, s, x, wp, zp, y, OrtPar(ctx), pw.get());
+    auto pw = weights.Get(prep.get(), wp, [&] { return approx::PackConvWeights(*prep, variants, s, wp); });
+    approx::Conv(*prep, variants, s, x, wp, zp, y, OrtPar(ctx), pw.get());
   }
 };
 
 struct ConvCpu {
   ConvCore core;
-  explicit ConvCpu(const OrtKernelInfo* info) : core(info) {}
+  explicit ConvCpu(const OrtKernelInfo* info)
+      : core(info, spec_conv::kInputW, spec_conv::kInputLut) {}
 
   void Compute(Ort::KernelContext& ctx) {
-    InputView x = GetInput(ctx, 0, "X");
-    InputView w = GetInput(ctx, 1, "W");
+    InputView x = GetInput(ctx, spec_conv::kInputX);
+    InputView w = GetInput(ctx, spec_conv::kInputW);
     const approx::ConvShape s = core.Validate(x, w);
-    const int32_t* lut = ReadLut(ctx, 2);
-    const int32_t zp = ReadZeroPoint(ctx, 3, "x_zero_point");
-    auto out = ctx.GetOutput(0, std::vector<int64_t>{s.NB, s.Co, s.OH, s.OW});
+    const int32_t* lut = ReadLut(ctx, spec_conv::kInputLut);
+    const int32_t zp = ReadZeroPoint(ctx, spec_conv::kInputXZeroPoint);
+    auto out = ctx.GetOutput(spec_conv::kOutputY.index,
+                             std::vector<int64_t>{s.NB, s.Co, s.OH, s.OW});
     if (s.NB == 0 || s.Co == 0) return;
     core.Run(ctx, s, x.data<uint8_t>(), w, lut, zp, out.GetTensorMutableData<int32_t>());
   }
@@ -309,13 +325,17 @@ struct QConvCpu {
   ConvCore core;
   approx::PoolShape pool;
 
-  explicit QConvCpu(const OrtKernelInfo* info) : core(info) {
-    auto k = ConvCore::IntsAttr(info, "pool_kernel", {1, 1}, 2, spec_qconv::kPoolKernelMin,
-                                spec_qconv::kPoolKernelMax);
-    auto s = ConvCore::IntsAttr(info, "pool_strides", {1, 1}, 2, spec_qconv::kPoolStridesMin,
-                                spec_qconv::kPoolStridesMax);
-    auto p = ConvCore::IntsAttr(info, "pool_pads", {0, 0, 0, 0}, 4, spec_qconv::kPoolPadsMin,
-                                spec_qconv::kPoolPadsMax);
+  explicit QConvCpu(const OrtKernelInfo* info)
+      : core(info, spec_qconv::kInputW, spec_qconv::kInputLut) {
+    auto k = ConvCore::IntsAttr(info, spec_qconv::kAttrPoolKernel,
+                                IntsDefault(spec_qconv::kPoolKernelDefault), 2,
+                                spec_qconv::kPoolKernelMin, spec_qconv::kPoolKernelMax);
+    auto s = ConvCore::IntsAttr(info, spec_qconv::kAttrPoolStrides,
+                                IntsDefault(spec_qconv::kPoolStridesDefault), 2,
+                                spec_qconv::kPoolStridesMin, spec_qconv::kPoolStridesMax);
+    auto p = ConvCore::IntsAttr(info, spec_qconv::kAttrPoolPads,
+                                IntsDefault(spec_qconv::kPoolPadsDefault), 4,
+                                spec_qconv::kPoolPadsMin, spec_qconv::kPoolPadsMax);
     pool = {k[0], k[1], s[0], s[1], p[0], p[1], p[2], p[3]};
     Check(p[0] < k[0] && p[2] < k[0] && p[1] < k[1] && p[3] < k[1],
           "pool_pads must be smaller than pool_kernel on their axis, got pads [", p[0], ", ",
@@ -323,16 +343,18 @@ struct QConvCpu {
   }
 
   void Compute(Ort::KernelContext& ctx) {
-    InputView x = GetInput(ctx, 0, "X");
-    InputView w = GetInput(ctx, 1, "W");
+    InputView x = GetInput(ctx, spec_qconv::kInputX);
+    InputView w = GetInput(ctx, spec_qconv::kInputW);
     const approx::ConvShape s = core.Validate(x, w);
-    const int32_t* lut = ReadLut(ctx, 2);
-    const approx::RequantParams q = ReadRequant(ctx, 3, 4, 6, s.Co);
-    const int32_t zp = ReadZeroPoint(ctx, 5, "x_zero_point");
+    const int32_t* lut = ReadLut(ctx, spec_qconv::kInputLut);
+    const approx::RequantParams q = ReadRequant(ctx, spec_qconv::kInputBias,
+                                                spec_qconv::kInputMultiplier,
+                                                spec_qconv::kInputYZeroPoint, s.Co);
+    const int32_t zp = ReadZeroPoint(ctx, spec_qconv::kInputXZeroPoint);
     const int64_t PH = ConvOutputSize(s.OH, pool.pt, pool.pb, pool.kh, pool.sh, 1);
     const int64_t PW = ConvOutputSize(s.OW, pool.pl, pool.pr, pool.kw, pool.sw, 1);
     Check(PH >= 1 && PW >= 1, "pool_kernel larger than the padded conv output ", s.OH, "x", s.OW);
-    auto out = ctx.GetOutput(0, std::vector<int64_t>{s.NB, s.Co, PH, PW});
+    auto out = ctx.GetOutput(spec_qconv::kOutputY.index, std::vector<int64_t>{s.NB, s.Co, PH, PW});
     if (s.NB == 0 || s.Co == 0) return;
     // A few images at a time, so their int32 sums (~1 MiB) are still in cache when they are
     // requantized: one pass over the whole batch's sums went through memory (8 MiB for a
@@ -346,8 +368,8 @@ struct QConvCpu {
       approx::ConvShape part = s;
       part.NB = std::min(chunk, s.NB - n0);
       core.Run(ctx, part, xd + n0 * s.C * s.H * s.W, w, lut, zp, acc.data());
-      approx::RequantizePlanes(core.isa, acc.data(), part.NB, s.Co, s.OH, s.OW, q, pool, PH, PW,
-                               yd + n0 * s.Co * PH * PW, OrtPar(ctx));
+      approx::RequantizePlanes(core.variants.isa, acc.data(), part.NB, s.Co, s.OH, s.OW, q, pool,
+                               PH, PW, yd + n0 * s.Co * PH * PW, OrtPar(ctx));
     }
   }
 };
@@ -357,18 +379,18 @@ struct QConvCpu {
 struct MatMulCuda {
   explicit MatMulCuda(const OrtKernelInfo*) {}
   void Compute(Ort::KernelContext& ctx) {
-    InputView a = GetInput(ctx, 0, "A");
-    InputView b = GetInput(ctx, 1, "B");
+    InputView a = GetInput(ctx, spec_mm::kInputA);
+    InputView b = GetInput(ctx, spec_mm::kInputB);
     CheckType(a, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, "A");
     CheckType(b, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, "B");
     Check(a.shape.size() >= 2 && b.shape.size() == 2 && b.shape[0] == a.shape.back(),
           "A must be [..., M, K] and B [K, N], got ", ShapeStr(a.shape), " and ", ShapeStr(b.shape));
-    const int32_t* lut = ReadLut(ctx, 2);  // device pointer; shape validated
-    const int32_t zp = ReadZeroPoint(ctx, 3, "a_zero_point");
+    const int32_t* lut = ReadLut(ctx, spec_mm::kInputLut);  // device pointer; shape validated
+    const int32_t zp = ReadZeroPoint(ctx, spec_mm::kInputAZeroPoint);
     const int64_t K = a.shape.back(), N = b.shape[1];
     std::vector<int64_t> yshape(a.shape.begin(), a.shape.end() - 1);
     yshape.push_back(N);
-    auto out = ctx.GetOutput(0, yshape);
+    auto out = ctx.GetOutput(spec_mm::kOutputY.index, yshape);
     const int64_t M = N ? NumElements(yshape) / N : 0;
     auto stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
     cuda::Check(cuda::LutGemmLaunch(stream, a.data<uint8_t>(), b.data<int8_t>(), lut, zp, M, K,
@@ -380,9 +402,8 @@ struct MatMulCuda {
 
 using MatMulDesc = SpecDesc<spec_mm::Spec>;
 #ifdef STEPORT_WITH_CUDA
-struct MatMulCudaDesc : MatMulDesc {
-  static const char* ExecutionProvider() { return "CUDAExecutionProvider"; }
-  static bool CpuInput(size_t i) { return i == 3; }
+struct MatMulCudaDesc : CudaDesc<MatMulDesc> {
+  static bool CpuInput(size_t i) { return i == spec_mm::kInputAZeroPoint.index; }
 };
 #endif
 using ConvDesc = SpecDesc<spec_conv::Spec>;

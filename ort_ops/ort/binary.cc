@@ -58,27 +58,21 @@ GemmShapes ValidateGemm(const InputView& a, const InputView& b, const InputView&
   return s;
 }
 
-// Test switch: STEPORT_BINARY_AMX=0 keeps batched GEMMs on the XNOR-popcount kernels.
-bool AmxAllowed(Isa isa) {
-  const char* e = std::getenv("STEPORT_BINARY_AMX");
-  return isa == Isa::kAvx512 && !(e && std::string(e) == "0") && AmxInt8Usable();
-}
-
 struct GemmCpu {
   int64_t k;
   binary::Kernels kern;
   std::optional<binary::AmxWeights> amx;  // constant B as AMX int8 quads
   explicit GemmCpu(const OrtKernelInfo* info)
-      : k(AttrIntIn(info, "k", spec_gemm::kKMin, spec_gemm::kKMax)) {
-    const Isa isa = SelectIsa();
-    kern = binary::SelectKernels(isa);
-    if (AmxAllowed(isa)) PrepareConstantWeights(info);
+      : k(AttrIntIn(info, spec_gemm::kAttrK, spec_gemm::kKMin, spec_gemm::kKMax)) {
+    const KernelVariants variants = SelectKernelVariants();
+    kern = binary::SelectKernels(variants.isa);
+    if (variants.binary_amx) PrepareConstantWeights(info);
   }
 
   // Weights that are a constant initializer (the exported case) are converted once; a B
   // that is not valid is left to Compute, which reports it.
   void PrepareConstantWeights(const OrtKernelInfo* info) {
-    const std::optional<InputView> b = ConstantInput(info, 1);
+    const std::optional<InputView> b = ConstantInput(info, spec_gemm::kInputB.index);
     if (!b || b->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64 || b->shape.size() != 2 ||
         b->shape[1] != (k + 63) / 64 || b->shape[0] < 1)
       return;
@@ -90,10 +84,11 @@ struct GemmCpu {
   }
 
   void Compute(Ort::KernelContext& ctx) {
-    InputView a = GetInput(ctx, 0, "A"), b = GetInput(ctx, 1, "B");
-    InputView scale = GetInput(ctx, 2, "scale"), bias = GetInput(ctx, 3, "bias");
+    InputView a = GetInput(ctx, spec_gemm::kInputA), b = GetInput(ctx, spec_gemm::kInputB);
+    InputView scale = GetInput(ctx, spec_gemm::kInputScale);
+    InputView bias = GetInput(ctx, spec_gemm::kInputBias);
     GemmShapes s = ValidateGemm(a, b, scale, bias, k);
-    auto out = ctx.GetOutput(0, s.out);
+    auto out = ctx.GetOutput(spec_gemm::kOutputY.index, s.out);
     if (s.m == 0 || s.n == 0) return;
     binary::GemmProblem p{a.data<float>(), s.m, k, s.n, b.data<uint64_t>(), scale.data<float>(),
                           bias.data<float>(), out.GetTensorMutableData<float>()};
@@ -106,12 +101,13 @@ struct GemmCpu {
 struct GemmCuda {
   int64_t k;
   explicit GemmCuda(const OrtKernelInfo* info)
-      : k(AttrIntIn(info, "k", spec_gemm::kKMin, spec_gemm::kKMax)) {}
+      : k(AttrIntIn(info, spec_gemm::kAttrK, spec_gemm::kKMin, spec_gemm::kKMax)) {}
   void Compute(Ort::KernelContext& ctx) {
-    InputView a = GetInput(ctx, 0, "A"), b = GetInput(ctx, 1, "B");
-    InputView scale = GetInput(ctx, 2, "scale"), bias = GetInput(ctx, 3, "bias");
+    InputView a = GetInput(ctx, spec_gemm::kInputA), b = GetInput(ctx, spec_gemm::kInputB);
+    InputView scale = GetInput(ctx, spec_gemm::kInputScale);
+    InputView bias = GetInput(ctx, spec_gemm::kInputBias);
     GemmShapes s = ValidateGemm(a, b, scale, bias, k);
-    auto out = ctx.GetOutput(0, s.out);
+    auto out = ctx.GetOutput(spec_gemm::kOutputY.index, s.out);
     if (s.m == 0 || s.n == 0) return;
     auto stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
     cuda::Check(cuda::BinaryGemmLaunch(stream, a.data<float>(), s.m, k, b.data<uint64_t>(), s.n,
@@ -124,9 +120,7 @@ struct GemmCuda {
 
 using GemmDesc = SpecDesc<spec_gemm::Spec>;
 #ifdef STEPORT_WITH_CUDA
-struct GemmCudaDesc : GemmDesc {
-  static const char* ExecutionProvider() { return "CUDAExecutionProvider"; }
-};
+using GemmCudaDesc = CudaDesc<GemmDesc>;
 #endif
 
 // ---- BinaryConv2d ---------------------------------------------------------------------
@@ -146,24 +140,29 @@ struct ConvCpu {
   int64_t group, pad_value;
   binary::Kernels kern;
   explicit ConvCpu(const OrtKernelInfo* info)
-      : strides(IntsIn(info, "strides", 2, {1, 1}, spec_conv::kStridesMin, spec_conv::kStridesMax)),
-        pads(IntsIn(info, "pads", 4, {0, 0, 0, 0}, spec_conv::kPadsMin, spec_conv::kPadsMax)),
-        dilations(IntsIn(info, "dilations", 2, {1, 1}, spec_conv::kDilationsMin,
+      : strides(IntsIn(info, spec_conv::kAttrStrides, 2,
+                       IntsDefault(spec_conv::kStridesDefault), spec_conv::kStridesMin,
+                       spec_conv::kStridesMax)),
+        pads(IntsIn(info, spec_conv::kAttrPads, 4, IntsDefault(spec_conv::kPadsDefault),
+                    spec_conv::kPadsMin, spec_conv::kPadsMax)),
+        dilations(IntsIn(info, spec_conv::kAttrDilations, 2,
+                         IntsDefault(spec_conv::kDilationsDefault), spec_conv::kDilationsMin,
                          spec_conv::kDilationsMax)),
-        group(AttrIntIn(info, "group", spec_conv::kGroupMin, spec_conv::kGroupMax,
+        group(AttrIntIn(info, spec_conv::kAttrGroup, spec_conv::kGroupMin, spec_conv::kGroupMax,
                         spec_conv::kGroupDefault)),
-        pad_value(AttrIntIn(info, "pad_value", spec_conv::kPadValueMin, spec_conv::kPadValueMax,
-                            spec_conv::kPadValueDefault)),
-        kern(binary::SelectKernels(SelectIsa())) {
-    kernel_shape = AttrInts(info, "kernel_shape", {});
+        pad_value(AttrIntIn(info, spec_conv::kAttrPadValue, spec_conv::kPadValueMin,
+                            spec_conv::kPadValueMax, spec_conv::kPadValueDefault)),
+        kern(binary::SelectKernels(SelectKernelVariants().isa)) {
+    kernel_shape = AttrInts(info, spec_conv::kAttrKernelShape, {});
     if (!kernel_shape.empty())
-      kernel_shape = IntsIn(info, "kernel_shape", 2, {}, spec_conv::kKernelShapeMin,
+      kernel_shape = IntsIn(info, spec_conv::kAttrKernelShape, 2, {}, spec_conv::kKernelShapeMin,
                             spec_conv::kKernelShapeMax);
   }
 
   void Compute(Ort::KernelContext& ctx) {
-    InputView x = GetInput(ctx, 0, "X"), w = GetInput(ctx, 1, "W");
-    InputView scale = GetInput(ctx, 2, "scale"), bias = GetInput(ctx, 3, "bias");
+    InputView x = GetInput(ctx, spec_conv::kInputX), w = GetInput(ctx, spec_conv::kInputW);
+    InputView scale = GetInput(ctx, spec_conv::kInputScale);
+    InputView bias = GetInput(ctx, spec_conv::kInputBias);
     CheckType(x, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, "X");
     CheckType(w, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64, "W");
     Check(x.shape.size() == 4, "X must be NCHW (rank 4), got ", ShapeStr(x.shape));
@@ -193,7 +192,7 @@ struct ConvCpu {
           dilations[0] * (kh - 1) + 1, "x", dilations[1] * (kw - 1) + 1);
     std::vector<int64_t> oshape{n, co, oh, ow};
     (void)NumElements(oshape);
-    auto out = ctx.GetOutput(0, oshape);
+    auto out = ctx.GetOutput(spec_conv::kOutputY.index, oshape);
     if (n == 0 || co == 0) return;
     binary::ConvProblem p{x.data<float>(), n, c, h, wd, w.data<uint64_t>(), co, kh, kw,
                           strides[0], strides[1], pads[0], pads[1], dilations[0], dilations[1],

@@ -19,7 +19,16 @@
 namespace steport {
 namespace {
 namespace spec_net = spec::logic::logic_net;
-constexpr int64_t kMaxWidth = int64_t{1} << 24;  // registry MAX_WIDTH
+namespace spec_layer = spec::logic::logic_layer;
+// LogicLayer and LogicNet have the same inputs and output, so one set of readers serves both.
+static_assert(spec_layer::kInputX.index == spec_net::kInputX.index &&
+                  spec_layer::kInputIdxA.index == spec_net::kInputIdxA.index &&
+                  spec_layer::kInputIdxB.index == spec_net::kInputIdxB.index &&
+                  spec_layer::kInputGateIds.index == spec_net::kInputGateIds.index &&
+                  spec_layer::kOutputY.index == spec_net::kOutputY.index,
+              "LogicLayer and LogicNet ports differ in the registry");
+using spec::logic::kMaxWidth;
+constexpr int kMaxGateId = spec::logic::kNumGates - 1;
 
 // idx_a, idx_b, gate_ids of all layers, validated except layer 0 against the input width.
 struct Gates {
@@ -62,14 +71,15 @@ Gates ReadGates(const InputView& ia, const InputView& ib, const InputView& g,
   if (g.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) {
     const uint8_t* gp = g.data<uint8_t>();
     for (int64_t i = 0; i < total; ++i) {
-      Check(gp[i] <= 15, "gate id ", int(gp[i]), " at position ", i, " is out of range [0, 15]");
+      Check(gp[i] <= kMaxGateId, "gate id ", int(gp[i]), " at position ", i,
+            " is out of range [0, ", kMaxGateId, "]");
       net.ids[i] = gp[i];
     }
   } else {
     const int64_t* gp = g.data<int64_t>();
     for (int64_t i = 0; i < total; ++i) {
-      Check(gp[i] >= 0 && gp[i] <= 15, "gate id ", gp[i], " at position ", i,
-            " is out of range [0, 15]");
+      Check(gp[i] >= 0 && gp[i] <= kMaxGateId, "gate id ", gp[i], " at position ", i,
+            " is out of range [0, ", kMaxGateId, "]");
       net.ids[i] = static_cast<uint8_t>(gp[i]);
     }
   }
@@ -94,7 +104,7 @@ struct Batch {
 };
 
 Batch ReadX(Ort::KernelContext& ctx) {
-  InputView x = GetInput(ctx, 0, "X");
+  InputView x = GetInput(ctx, spec_net::kInputX);
   CheckType(x, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, "X");
   Check(x.shape.size() == 2, "X must be 2-D [N, in], got shape ", ShapeStr(x.shape));
   Check(x.shape[1] >= 1 && x.shape[1] <= kMaxWidth, "X width must be in [1, ", kMaxWidth,
@@ -103,8 +113,8 @@ Batch ReadX(Ort::KernelContext& ctx) {
 }
 
 Gates ReadGates(Ort::KernelContext& ctx, const std::vector<int64_t>& sizes, int64_t n_in) {
-  return ReadGates(GetInput(ctx, 1, "idx_a"), GetInput(ctx, 2, "idx_b"),
-                   GetInput(ctx, 3, "gate_ids"), sizes, n_in);
+  return ReadGates(GetInput(ctx, spec_net::kInputIdxA), GetInput(ctx, spec_net::kInputIdxB),
+                   GetInput(ctx, spec_net::kInputGateIds), sizes, n_in);
 }
 
 // The plan of a node whose idx_a, idx_b and gate_ids are constant initializers (the
@@ -114,9 +124,11 @@ class PlanCache {
   PlanCache(const OrtKernelInfo* info, const std::vector<int64_t>& sizes, int64_t num_classes,
             float tau)
       : sizes_(sizes), num_classes_(num_classes), tau_(tau) {
+    const spec::Port gate_inputs[3] = {spec_net::kInputIdxA, spec_net::kInputIdxB,
+                                       spec_net::kInputGateIds};
     std::optional<InputView> v[3];
     for (size_t i = 0; i < 3; ++i)
-      if (!(v[i] = ConstantInput(info, i + 1))) return;
+      if (!(v[i] = ConstantInput(info, gate_inputs[i].index))) return;
     try {
       Gates gates = ReadGates(*v[0], *v[1], *v[2], sizes_, -1);
       max_input_ = gates.max_input;
@@ -150,10 +162,10 @@ struct NetAttrs {
   int64_t num_classes;
   float tau;
   explicit NetAttrs(const OrtKernelInfo* info)
-      : sizes(AttrInts(info, "layer_sizes", {})),
-        num_classes(AttrIntIn(info, "num_classes", spec_net::kNumClassesMin,
+      : sizes(AttrInts(info, spec_net::kAttrLayerSizes, {})),
+        num_classes(AttrIntIn(info, spec_net::kAttrNumClasses, spec_net::kNumClassesMin,
                               spec_net::kNumClassesMax)),
-        tau(AttrFloat(info, "tau", static_cast<float>(spec_net::kTauDefault))) {
+        tau(AttrFloat(info, spec_net::kAttrTau, static_cast<float>(spec_net::kTauDefault))) {
     Check(!sizes.empty(), "attribute 'layer_sizes' is required and must be non-empty");
     for (int64_t s : sizes)
       Check(s >= 1 && s <= kMaxWidth, "attribute 'layer_sizes' entries must be in [1, ",
@@ -177,27 +189,29 @@ void RunCpu(Ort::KernelContext& ctx, Isa isa, const Batch& x, const logic::NetPl
 struct LogicNetCpu {
   NetAttrs attrs;
   PlanCache plans;
-  Isa isa = SelectIsa();
+  Isa isa = SelectKernelVariants().isa;
   explicit LogicNetCpu(const OrtKernelInfo* info)
       : attrs(info), plans(info, attrs.sizes, attrs.num_classes, attrs.tau) {}
   void Compute(Ort::KernelContext& ctx) {
     Batch x = ReadX(ctx);
     logic::NetPlan scratch;
     const logic::NetPlan& plan = plans.Get(ctx, x, scratch);
-    auto out = ctx.GetOutput(0, std::vector<int64_t>{x.n, attrs.num_classes});
+    auto out =
+        ctx.GetOutput(spec_net::kOutputY.index, std::vector<int64_t>{x.n, attrs.num_classes});
     if (x.n > 0) RunCpu(ctx, isa, x, plan, out.GetTensorMutableData<float>());
   }
 };
 
 struct LogicLayerCpu {
   PlanCache plans;
-  Isa isa = SelectIsa();
+  Isa isa = SelectKernelVariants().isa;
   explicit LogicLayerCpu(const OrtKernelInfo* info) : plans(info, {}, 0, 1.0f) {}
   void Compute(Ort::KernelContext& ctx) {
     Batch x = ReadX(ctx);
     logic::NetPlan scratch;
     const logic::NetPlan& plan = plans.Get(ctx, x, scratch);
-    auto out = ctx.GetOutput(0, std::vector<int64_t>{x.n, plan.layers[0].out_width});
+    auto out = ctx.GetOutput(spec_net::kOutputY.index,
+                             std::vector<int64_t>{x.n, plan.layers[0].out_width});
     if (x.n > 0) RunCpu(ctx, isa, x, plan, out.GetTensorMutableData<float>());
   }
 };
@@ -226,7 +240,8 @@ struct LogicNetCuda {
   void Compute(Ort::KernelContext& ctx) {
     Batch x = ReadX(ctx);
     Gates net = ReadGates(ctx, attrs.sizes, x.n_in);
-    auto out = ctx.GetOutput(0, std::vector<int64_t>{x.n, attrs.num_classes});
+    auto out =
+        ctx.GetOutput(spec_net::kOutputY.index, std::vector<int64_t>{x.n, attrs.num_classes});
     RunCuda(ctx, x, net, attrs.num_classes, attrs.tau, out.GetTensorMutableData<float>());
   }
 };
@@ -235,7 +250,8 @@ struct LogicLayerCuda {
   void Compute(Ort::KernelContext& ctx) {
     Batch x = ReadX(ctx);
     Gates net = ReadGates(ctx, {}, x.n_in);
-    auto out = ctx.GetOutput(0, std::vector<int64_t>{x.n, net.sizes[0]});
+    auto out =
+        ctx.GetOutput(spec_net::kOutputY.index, std::vector<int64_t>{x.n, net.sizes[0]});
     RunCuda(ctx, x, net, 0, 1.0f, out.GetTensorMutableData<float>());
   }
 };
@@ -245,13 +261,13 @@ struct LogicLayerCuda {
 using LogicNetDesc = SpecDesc<spec_net::Spec>;
 using LogicLayerDesc = SpecDesc<spec::logic::logic_layer::Spec>;
 #ifdef STEPORT_WITH_CUDA
-struct LogicNetCudaDesc : LogicNetDesc {
-  static const char* ExecutionProvider() { return "CUDAExecutionProvider"; }
-  static bool CpuInput(size_t i) { return i >= 1; }
+// Everything but X: idx_a, idx_b, gate_ids.
+bool GateInputOnHost(size_t i) { return i != static_cast<size_t>(spec_net::kInputX.index); }
+struct LogicNetCudaDesc : CudaDesc<LogicNetDesc> {
+  static bool CpuInput(size_t i) { return GateInputOnHost(i); }
 };
-struct LogicLayerCudaDesc : LogicLayerDesc {
-  static const char* ExecutionProvider() { return "CUDAExecutionProvider"; }
-  static bool CpuInput(size_t i) { return i >= 1; }
+struct LogicLayerCudaDesc : CudaDesc<LogicLayerDesc> {
+  static bool CpuInput(size_t i) { return GateInputOnHost(i); }
 };
 #endif
 

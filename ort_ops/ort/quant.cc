@@ -18,7 +18,7 @@ namespace spec_pact = spec::quant::pact;
 // and validate it on the host.
 quant::PactParams ReadParams(Ort::KernelContext& ctx, const InputView& x, int64_t bits) {
   CheckType(x, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, "X");
-  InputView a = GetInput(ctx, 1, "alpha");
+  InputView a = GetInput(ctx, spec_pact::kInputAlpha);
   CheckType(a, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, "alpha");
   Check(a.shape.size() <= 1 && a.size() == 1,
         "alpha must be a scalar (shape [] or [1]), got shape ", ShapeStr(a.shape));
@@ -31,12 +31,13 @@ struct PactCpu {
   int64_t bits;
   Isa isa;
   explicit PactCpu(const OrtKernelInfo* info)
-      : bits(AttrIntIn(info, "bits", spec_pact::kBitsMin, spec_pact::kBitsMax)), isa(SelectIsa()) {}
+      : bits(AttrIntIn(info, spec_pact::kAttrBits, spec_pact::kBitsMin, spec_pact::kBitsMax)),
+        isa(SelectKernelVariants().isa) {}
 
   void Compute(Ort::KernelContext& ctx) {
-    InputView x = GetInput(ctx, 0, "X");
+    InputView x = GetInput(ctx, spec_pact::kInputX);
     const quant::PactParams p = ReadParams(ctx, x, bits);
-    auto out = ctx.GetOutput(0, x.shape);
+    auto out = ctx.GetOutput(spec_pact::kOutputY.index, x.shape);
     const float* xp = x.data<float>();
     float* yp = out.GetTensorMutableData<float>();
     auto kernel = isa == Isa::kAvx512 ? quant::PactAvx512
@@ -51,11 +52,11 @@ struct PactCpu {
 struct PactCuda {
   int64_t bits;
   explicit PactCuda(const OrtKernelInfo* info)
-      : bits(AttrIntIn(info, "bits", spec_pact::kBitsMin, spec_pact::kBitsMax)) {}
+      : bits(AttrIntIn(info, spec_pact::kAttrBits, spec_pact::kBitsMin, spec_pact::kBitsMax)) {}
   void Compute(Ort::KernelContext& ctx) {
-    InputView x = GetInput(ctx, 0, "X");
+    InputView x = GetInput(ctx, spec_pact::kInputX);
     const quant::PactParams p = ReadParams(ctx, x, bits);
-    auto out = ctx.GetOutput(0, x.shape);
+    auto out = ctx.GetOutput(spec_pact::kOutputY.index, x.shape);
     auto stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
     cuda::Check(cuda::PactLaunch(stream, x.data<float>(), out.GetTensorMutableData<float>(),
                                  x.size(), p.alpha, p.scale),
@@ -65,13 +66,11 @@ struct PactCuda {
 #endif
 
 struct PactDesc : SpecDesc<spec_pact::Spec> {
-  static bool CpuInput(size_t i) { return i == 1; }  // alpha
+  static bool CpuInput(size_t i) { return i == spec_pact::kInputAlpha.index; }
 };
 using PactCpuDesc = PactDesc;
 #ifdef STEPORT_WITH_CUDA
-struct PactCudaDesc : PactDesc {
-  static const char* ExecutionProvider() { return "CUDAExecutionProvider"; }
-};
+using PactCudaDesc = CudaDesc<PactDesc>;
 #endif
 
 }  // namespace

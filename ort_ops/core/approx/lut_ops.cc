@@ -132,20 +132,16 @@ void PreparePlanes(Prepared& p) {
 }
 
 
-// Test switches (tests cover every path): STEPORT_APPROX_GATHER=1 keeps AVX-512 on the
-// gather GEMM for general LUTs; STEPORT_APPROX_AMX=0 keeps u8 x s8 GEMMs on VNNI.
-bool EnvIs(const char* name, const char* value) {
-  const char* e = std::getenv(name);
-  return e && std::string(e) == value;
-}
-Kernels PickKernels(Isa isa) {
+// The switches (the gather GEMM for general LUTs, AMX off) come from SelectKernelVariants;
+// tests cover every path.
+Kernels PickKernels(const KernelVariants& variants) {
   const CpuFeatures& c = DetectCpu();
-  switch (isa) {
+  switch (variants.isa) {
     case Isa::kAvx512: {
       const bool vnni = c.avx512vnni;
       return {LutGemmAvx512, vnni ? SepGemmAvx512Vnni : SepGemmAvx512,
-              GatherAccAvx512, c.avx512vbmi && !EnvIs("STEPORT_APPROX_GATHER", "1"), vnni,
-              c.avx512vbmi, vnni && !EnvIs("STEPORT_APPROX_AMX", "0") && AmxInt8Usable()};
+              GatherAccAvx512, c.avx512vbmi && !variants.approx_gather, vnni,
+              c.avx512vbmi, vnni && variants.approx_amx};
     }
     case Isa::kAvx2:
       return {LutGemmAvx2, SepGemmAvx2, GatherAccAvx2, false, false, false,
@@ -504,9 +500,11 @@ std::vector<int32_t> Correction(const std::vector<int32_t>& wsum, int32_t zp) {
 
 // The conv over an output window whose rows/columns all touch the input (Conv handles the
 // all-padding border).
-void ConvCore(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* xp,
-              const int8_t* wp, int32_t zp, int32_t* y, const ParFn& par, const ConvWeights& cw) {
-  const Kernels kern = PickKernels(isa);
+void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvShape& s,
+              const uint8_t* xp, const int8_t* wp, int32_t zp, int32_t* y, const ParFn& par,
+              const ConvWeights& cw) {
+  const Isa isa = variants.isa;
+  const Kernels kern = PickKernels(variants);
   const int64_t C = s.C, H = s.H, Wd = s.W, Co = s.Co, Cg = s.Cg, KH = s.KH, KW = s.KW;
   const int64_t OH = s.OH, OW = s.OW, group = s.group;
   const int64_t Og = Co / group, Kg = Cg * KH * KW, L = OH * OW;
@@ -740,23 +738,26 @@ std::shared_ptr<const Prepared> PrepareLut(const int32_t* lut) {
 
 int64_t PreparationCount() { return g_preparations.load(); }
 
-std::shared_ptr<const MatMulWeights> PackMatMulWeights(const Prepared& prep, Isa isa,
+std::shared_ptr<const MatMulWeights> PackMatMulWeights(const Prepared& prep,
+                                                       const KernelVariants& variants,
                                                        const int8_t* bs, int64_t K, int64_t N) {
+  const Isa isa = variants.isa;
   auto pw = std::make_shared<MatMulWeights>();
   pw->K = K, pw->N = N;
   pw->wsum.resize(N);
   ColumnCorrection<true>(1, K, N, [&](int64_t k, int64_t n) { return bs[k * N + n]; }, pw->wsum.data());
-  const GemmRunner run{prep, PickKernels(isa), isa != Isa::kPortable, isa == Isa::kAvx512};
+  const GemmRunner run{prep, PickKernels(variants), isa != Isa::kPortable, isa == Isa::kAvx512};
   pw->sep = run.PackB(reinterpret_cast<const uint8_t*>(bs), K, N);
   return pw;
 }
 
-void MatMul(const Prepared& prep, Isa isa, const uint8_t* ap, int64_t M, int64_t K,
-            const int8_t* bs, int64_t N, int32_t zp, int32_t* y, const ParFn& par,
+void MatMul(const Prepared& prep, const KernelVariants& variants, const uint8_t* ap, int64_t M,
+            int64_t K, const int8_t* bs, int64_t N, int32_t zp, int32_t* y, const ParFn& par,
             const MatMulWeights* pw) {
+  const Isa isa = variants.isa;
   std::shared_ptr<const MatMulWeights> local;
-  if (!pw) local = PackMatMulWeights(prep, isa, bs, K, N), pw = local.get();
-  const Kernels kern = PickKernels(isa);
+  if (!pw) local = PackMatMulWeights(prep, variants, bs, K, N), pw = local.get();
+  const Kernels kern = PickKernels(variants);
   const uint8_t* bp = reinterpret_cast<const uint8_t*>(bs);
   const std::vector<int32_t> corr = Correction(pw->wsum, zp);
   const GemmRunner run{prep, kern, isa != Isa::kPortable, isa == Isa::kAvx512};
@@ -794,16 +795,18 @@ void MatMul(const Prepared& prep, Isa isa, const uint8_t* ap, int64_t M, int64_t
   run.General(pw->sep.get(), at.data(), Mp, M, K, bp, N, corr.data(), y, N, 1, par, ap);
 }
 
-std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep, Isa isa,
+std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep,
+                                                   const KernelVariants& variants,
                                                    const ConvShape& s, const int8_t* wp,
                                                    bool allow_x4) {
+  const Isa isa = variants.isa;
   auto cw = std::make_shared<ConvWeights>();
   const int64_t group = s.group, Co = s.Co, Og = Co / group, Kg = s.Cg * s.KH * s.KW;
   cw->Co = Co, cw->Kg = Kg, cw->group = group;
   cw->wsum.resize(Co);
   ColumnCorrection(1, Kg, Co, [&](int64_t k, int64_t n) { return wp[n * Kg + k]; }, cw->wsum.data());
   if (IsDepthwise(s)) return cw;
-  const Kernels kern = PickKernels(isa);
+  const Kernels kern = PickKernels(variants);
   cw->sep = prep.sep.ok && isa != Isa::kPortable;
   // VNNI + VBMI: the separable GEMM (or the exact base of a general LUT) runs transposed
   // on 4-row interleaved columns, writing NCHW rows directly; no im2row copy.
@@ -856,16 +859,18 @@ std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep, Isa isa
   return cw;
 }
 
-void Conv(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* x, const int8_t* w,
-          int32_t zp, int32_t* y, const ParFn& par, const ConvWeights* pw) {
+void Conv(const Prepared& prep, const KernelVariants& variants, const ConvShape& s,
+          const uint8_t* x, const int8_t* w, int32_t zp, int32_t* y, const ParFn& par,
+          const ConvWeights* pw) {
   std::shared_ptr<const ConvWeights> local;
-  if (!pw) local = PackConvWeights(prep, isa, s, w), pw = local.get();
+  if (!pw) local = PackConvWeights(prep, variants, s, w), pw = local.get();
   const auto [oh0, oh1] = TouchingRange(s.H, s.pt, s.sh, s.dh, s.KH, s.OH);
   const auto [ow0, ow1] = TouchingRange(s.W, s.pl, s.sw, s.dw, s.KW, s.OW);
-  if (oh0 == 0 && oh1 == s.OH && ow0 == 0 && ow1 == s.OW) return ConvCore(prep, isa, s, x, w, zp, y, par, *pw);
+  if (oh0 == 0 && oh1 == s.OH && ow0 == 0 && ow1 == s.OW)
+    return ConvCore(prep, variants, s, x, w, zp, y, par, *pw);
   // The inner window below is narrower than the input: the channel-quad layout needs
   // OW == W, so such (rare: dilated taps skipping a tiny image) calls use the im2col layout.
-  if (pw->x4) local = PackConvWeights(prep, isa, s, w, false), pw = local.get();
+  if (pw->x4) local = PackConvWeights(prep, variants, s, w, false), pw = local.get();
   // Output pixels outside [oh0, oh1) x [ow0, ow1) see only padding (code zp): per channel
   // the constant sum_k LUT[zp, w_k] - zp * sum_k w_k. The window is a conv of its own with
   // shifted pads, computed into a buffer no larger than the output.
@@ -889,7 +894,7 @@ void Conv(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* x, c
   inner.pb = inner.pr = 0;  // unused once OH/OW are set
   const int64_t Li = inner.OH * inner.OW;
   std::vector<int32_t> win(s.NB * s.Co * Li);
-  ConvCore(prep, isa, inner, x, w, zp, win.data(), par, *pw);
+  ConvCore(prep, variants, inner, x, w, zp, win.data(), par, *pw);
   for (int64_t nc = 0; nc < s.NB * s.Co; ++nc)
     for (int64_t r = 0; r < inner.OH; ++r)
       std::memcpy(y + nc * L + (oh0 + r) * s.OW + ow0, win.data() + nc * Li + r * inner.OW,

@@ -52,20 +52,21 @@ using ParFn = std::function<void(int64_t, int64_t, const std::function<void(int6
 struct SepB;  // packed weights of the separable GEMMs (lut_ops.cc)
 
 // The weight side of MatMul / Conv (column sums, packed and transposed copies) for one
-// (LUT, ISA, weights). Built per call, or once by a caller whose weights are constant (an
-// ORT initializer), which then passes it to every call.
+// (LUT, kernel variants, weights). Built per call, or once by a caller whose weights are
+// constant (an ORT initializer), which then passes it to every call.
 struct MatMulWeights {
   int64_t K = 0, N = 0;
   std::vector<int32_t> wsum;  // sum_k B[k, n] (wrapping)
   std::shared_ptr<SepB> sep;  // separable GEMM (or the exact base of a general LUT), if used
 };
-std::shared_ptr<const MatMulWeights> PackMatMulWeights(const Prepared& prep, Isa isa,
+std::shared_ptr<const MatMulWeights> PackMatMulWeights(const Prepared& prep,
+                                                       const KernelVariants& variants,
                                                        const int8_t* b, int64_t K, int64_t N);
 
 // Y [M, N] = sum_k LUT[A[m, k], uint8(B[k, n])] - zp * sum_k B[k, n]. A uint8 [M, K], B int8
-// [K, N], both row-major; M, N, K >= 1. `pw`: PackMatMulWeights(prep, isa, b, K, N) or null.
-void MatMul(const Prepared& prep, Isa isa, const uint8_t* a, int64_t M, int64_t K,
-            const int8_t* b, int64_t N, int32_t zp, int32_t* y, const ParFn& par,
+// [K, N], both row-major; M, N, K >= 1. `pw`: PackMatMulWeights(prep, variants, b, K, N) or null.
+void MatMul(const Prepared& prep, const KernelVariants& variants, const uint8_t* a, int64_t M,
+            int64_t K, const int8_t* b, int64_t N, int32_t zp, int32_t* y, const ParFn& par,
             const MatMulWeights* pw = nullptr);
 
 // NCHW x, OIHW w (C_in / group input channels), NCHW y [NB, Co, OH, OW].
@@ -92,10 +93,12 @@ struct ConvWeights {
 };
 // The shape's input/output sizes are not used: the layout depends on weights, strides, pads
 // and dilations only. `allow_x4` = false forces the im2col layout.
-std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep, Isa isa,
+std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep,
+                                                   const KernelVariants& variants,
                                                    const ConvShape& s, const int8_t* w,
                                                    bool allow_x4 = true);
-void Conv(const Prepared& prep, Isa isa, const ConvShape& s, const uint8_t* x, const int8_t* w,
-          int32_t zp, int32_t* y, const ParFn& par, const ConvWeights* pw = nullptr);
+void Conv(const Prepared& prep, const KernelVariants& variants, const ConvShape& s,
+          const uint8_t* x, const int8_t* w, int32_t zp, int32_t* y, const ParFn& par,
+          const ConvWeights* pw = nullptr);
 
 }  // namespace steport::approx

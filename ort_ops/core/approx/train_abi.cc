@@ -98,7 +98,7 @@ __attribute__((visibility("default"))) int steport_approx_matmul(
     if (!a || !b || !y) Fail("null buffer");
     if (K == 0) { std::fill(y, y + M * N, 0); return; }
     auto prep = PrepareLut(lut);
-    MatMul(*prep, SelectIsa(), a, M, K, b, N, zp, y, ThreadPar(threads));
+    MatMul(*prep, SelectKernelVariants(), a, M, K, b, N, zp, y, ThreadPar(threads));
   });
 }
 
@@ -125,7 +125,7 @@ __attribute__((visibility("default"))) int steport_approx_conv2d(
     const ConvShape s{NB, C, H, W, Co, Cg, KH, KW, strides[0], strides[1], pads[0], pads[1],
                       pads[2], pads[3], dilations[0], dilations[1], group, OH, OW};
     auto prep = PrepareLut(lut);
-    Conv(*prep, SelectIsa(), s, x, w, zp, y, ThreadPar(threads));
+    Conv(*prep, SelectKernelVariants(), s, x, w, zp, y, ThreadPar(threads));
   });
 }
 

@@ -88,7 +88,10 @@ Isa BestIsa() {
   return Isa::kPortable;
 }
 
-Isa SelectIsa() {
+namespace {
+
+// BestIsa capped by STEPORT_ISA; unknown values throw.
+Isa IsaFromEnvironment() {
   Isa best = BestIsa();
   const char* env = std::getenv("STEPORT_ISA");
   if (!env || !*env) return best;
@@ -99,6 +102,22 @@ Isa SelectIsa() {
   else if (s == "avx512") want = Isa::kAvx512;
   else throw std::invalid_argument("STEPORT_ISA='" + s + "' (use portable, avx2 or avx512)");
   return static_cast<int>(want) < static_cast<int>(best) ? want : best;
+}
+
+bool EnvIs(const char* name, const char* value) {
+  const char* e = std::getenv(name);
+  return e && std::string(e) == value;
+}
+
+}  // namespace
+
+KernelVariants SelectKernelVariants() {
+  KernelVariants v;
+  v.isa = IsaFromEnvironment();
+  v.binary_amx = v.isa == Isa::kAvx512 && !EnvIs("STEPORT_BINARY_AMX", "0") && AmxInt8Usable();
+  v.approx_amx = !EnvIs("STEPORT_APPROX_AMX", "0") && AmxInt8Usable();
+  v.approx_gather = EnvIs("STEPORT_APPROX_GATHER", "1");
+  return v;
 }
 
 const char* IsaName(Isa isa) {

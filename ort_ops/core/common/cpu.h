@@ -1,6 +1,6 @@
-// Run-time ISA dispatch. Kernels are compiled per ISA in separate translation units; the
-// binding picks one per kernel instance: the best the CPU has, capped by STEPORT_ISA
-// (portable | avx2 | avx512) so tests can force each path.
+// Run-time ISA dispatch. Kernels are compiled per ISA in separate translation units; each
+// kernel instance runs the variants SelectKernelVariants() picks: the best the CPU has,
+// capped or switched off by the environment so tests can force each path.
 #pragma once
 #include <string>
 
@@ -16,7 +16,6 @@ struct CpuFeatures {
 
 const CpuFeatures& DetectCpu();
 Isa BestIsa();                 // what this CPU supports (AVX-512 needs F+BW+VL+DQ)
-Isa SelectIsa();               // BestIsa capped by STEPORT_ISA; unknown values throw
 const char* IsaName(Isa isa);
 // Whether a given path was compiled into this library (x86-64 builds have all three).
 bool IsaCompiled(Isa isa);
@@ -24,6 +23,23 @@ bool IsaCompiled(Isa isa);
 // permission for tile data (arch_prctl, requested once). Kernels using it are compiled with
 // the AMX target on the function only.
 bool AmxInt8Usable();
+
+// The kernel variants one kernel instance runs. SelectKernelVariants() is the one place
+// that reads the environment for them (docs/ops.md "Kernel selection"):
+//   STEPORT_ISA=portable|avx2|avx512  caps the SIMD path (other values throw)
+//   STEPORT_BINARY_AMX=0              binary GEMMs stay on XNOR-popcount (no AMX)
+//   STEPORT_APPROX_AMX=0              approx u8 x s8 GEMMs stay on VNNI (no AMX)
+//   STEPORT_APPROX_GATHER=1           AVX-512 general-LUT GEMMs use the gather kernel
+// It reads them when called: the ORT bindings call it once per kernel instance (session
+// creation), the training C ABI once per call. A test sets a variable, then creates its
+// session; a session keeps what it was created with.
+struct KernelVariants {
+  Isa isa = Isa::kPortable;
+  bool binary_amx = false;     // AVX-512 path and AMX-INT8 usable and not switched off
+  bool approx_amx = false;     // AMX-INT8 usable and not switched off (kernels add: VNNI)
+  bool approx_gather = false;  // STEPORT_APPROX_GATHER=1
+};
+KernelVariants SelectKernelVariants();
 
 // Tile configuration (palette 1) for _tile_loadconfig.
 struct alignas(64) AmxTileConfig {

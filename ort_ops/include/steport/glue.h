@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "steport/spec.h"
+
 namespace steport {
 
 // GetApi version we pin: the header version we build against (1.21). ORT keeps older
@@ -75,6 +77,11 @@ float AttrFloat(const OrtKernelInfo* info, const char* name, float dflt);
 std::vector<int64_t> AttrInts(const OrtKernelInfo* info, const char* name,
                               std::vector<int64_t> dflt);
 std::string AttrString(const OrtKernelInfo* info, const char* name, std::string dflt);
+// A registry `ints` default (spec.h k<Attr>Default[]) as the vector AttrInts takes.
+template <size_t N>
+std::vector<int64_t> IntsDefault(const int64_t (&dflt)[N]) {
+  return std::vector<int64_t>(dflt, dflt + N);
+}
 std::string NodeName(const OrtKernelInfo* info);
 
 // ---- inputs -------------------------------------------------------------------------
@@ -104,6 +111,13 @@ struct InputView {
 InputView GetInput(Ort::KernelContext& ctx, size_t i, const char* name);
 // Optional input: absent when the node leaves it empty or the input count is short.
 InputView GetOptionalInput(Ort::KernelContext& ctx, size_t i, const char* name);
+// The same by registry port (spec.h k<Input>: index and name).
+inline InputView GetInput(Ort::KernelContext& ctx, spec::Port p) {
+  return GetInput(ctx, static_cast<size_t>(p.index), p.name);
+}
+inline InputView GetOptionalInput(Ort::KernelContext& ctx, spec::Port p) {
+  return GetOptionalInput(ctx, static_cast<size_t>(p.index), p.name);
+}
 void CheckType(const InputView& v, ONNXTensorElementDataType want, const char* name);
 // Input `i` at kernel creation when it is a constant initializer tensor (the exported case),
 // else nothing. The view stays valid for the kernel's lifetime; its contents are unchecked.
@@ -146,6 +160,7 @@ template <typename S>
 struct SpecDesc : DescBase {
   static constexpr const char* kName = S::kName;
   static constexpr int kVersion = S::kVersion;
+  static constexpr bool kCudaKernel = S::kCudaKernel;
   static std::vector<ONNXTensorElementDataType> InputTypes() {
     return Types(S::kInputTypes, S::kNumInputs);
   }
@@ -163,6 +178,17 @@ struct SpecDesc : DescBase {
     for (int i = 0; i < n; ++i) v.push_back(static_cast<ONNXTensorElementDataType>(t[i]));
     return v;
   }
+};
+
+// The CUDA registration of an op described by Desc (a SpecDesc): only an op whose registry
+// entry lists a "cuda" kernel may have one, so the registry cannot miss a CUDA kernel; the
+// other direction (a listed kernel that is not registered) is checked by
+// tests/ort_ops/test_library.py against BuildInfo's "cuda_ops".
+template <typename Desc>
+struct CudaDesc : Desc {
+  static_assert(Desc::kCudaKernel,
+                "a CUDA kernel for an op whose registry kernels field lacks \"cuda\"");
+  static const char* ExecutionProvider() { return "CUDAExecutionProvider"; }
 };
 
 template <typename Desc, typename K>

@@ -14,6 +14,8 @@ NUM_GATES = 16
 # numpy reference kernels all build their tables from this one (plain ints, no torch/numpy).
 GATE_TRUTH_TABLE = tuple(tuple((gate >> (3 - pos)) & 1 for pos in range(4))
                          for gate in range(NUM_GATES))
+# Written into the generated spec.h as spec::logic::<name> for the C++ bindings.
+CPP_CONSTANTS = {"kMaxWidth": MAX_WIDTH, "kNumGates": NUM_GATES}
 
 OPS = [
     OpSpec(

@@ -6,7 +6,9 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-# One ONNX domain per op family, version 1 (docs/ops.md).
+# One ONNX domain per op family, version 1 (docs/ops.md). The one list of families: the
+# registry loads steport.registry.<family> for each, the generated spec.h carries it to C++
+# (STEPORT_FAMILIES: families.h, families.cc) and CMake reads it (`--families`).
 DOMAINS: dict[str, str] = {
     "quant": "ai.steport.quant",
     "binary": "ai.steport.binary",
