@@ -49,7 +49,7 @@ class Variant:
     name: str                          # impl name in the table: steport-<name>
     archs: dict[str, str]              # net name -> the family's arch of that net
     kwargs: dict = field(default_factory=dict)
-    integer: bool = False              # export with steport.export.integer (QDQ int8 graph)
+    integer: bool = False              # export with steport.export.integer (integer network)
 
 
 # Each family's variant of the reference networks. Families register these archs in
@@ -68,10 +68,12 @@ VARIANTS: list[Variant] = [
     # the exact LUT as an integer network (QDQ: ORT's QLinearConv / QGemm), `export --integer`
     Variant("approx-exact-int", {"vgg_small": "approx_vgg_small", "cnn28": "approx_cnn28"},
             integer=True),
-    Variant("approx-drum_k4", {"vgg_small": "approx_vgg_small", "cnn28": "approx_cnn28"},
-            {"multiplier": "drum_k4"}),
-    Variant("approx-mitchell", {"vgg_small": "approx_vgg_small", "cnn28": "approx_cnn28"},
-            {"multiplier": "mitchell"}),
+    # any other LUT as an integer network (`export --integer`: ApproxQLinearConv /
+    # ApproxQLinearMatMul, uint8 codes between layers), what a user deploys
+    Variant("approx-drum_k4-int", {"vgg_small": "approx_vgg_small", "cnn28": "approx_cnn28"},
+            {"multiplier": "drum_k4"}, integer=True),
+    Variant("approx-mitchell-int", {"vgg_small": "approx_vgg_small", "cnn28": "approx_cnn28"},
+            {"multiplier": "mitchell"}, integer=True),
 ]
 
 BATCHES = (1, 16)

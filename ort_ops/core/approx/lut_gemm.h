@@ -107,6 +107,14 @@ void Sep8TGemmVnni(const Sep8TProblem& p, int64_t n_begin, int64_t n_end);
 // l < Lp; Lp a multiple of 16 (rows readable up to Lp). SSE2 only (kept with its users).
 void InterleaveQuads(const uint8_t* rows, int64_t ld, int64_t K, int64_t Kp, int64_t Lp,
                      uint8_t* out);
+// One 64-lane panel of the conv's channel-quad path: quad q = t * cq + c of the panel (256
+// bytes at panel + q * 256) is the 64 pixels at src + c * cq_stride + tap_off[t], except the
+// lanes whose bit is clear in keep[t], which get `fill` in all 4 bytes (taps that fall into
+// the padding columns). Masked 16-lane blends instead of per-lane stores: the border lanes
+// of a 512-channel 8x8 layer were 12288 scalar stores per panel.
+constexpr int64_t kMaxX4Taps = 64;  // taps <= this (the x4 path's kernels; larger: im2col)
+void X4PanelAvx512(const uint8_t* src, const int64_t* tap_off, const uint64_t* keep,
+                   int64_t taps, int64_t cq, int64_t cq_stride, uint8_t fill, uint8_t* panel);
 // dst[i] = table[src[i]] (256-entry byte table), 64 bytes per step. Needs AVX-512 BW+VBMI.
 void MapBytesVbmi(const uint8_t* table, const uint8_t* src, int64_t n, uint8_t* dst);
 

@@ -462,6 +462,29 @@ void Sep8TGemmVnni(const Sep8TProblem& p, int64_t n_begin, int64_t n_end) {
            [&](int64_t n) { Sep8TTileNamed<1>(p, n, l0); });
 }
 
+void X4PanelAvx512(const uint8_t* src, const int64_t* tap_off, const uint64_t* keep,
+                   int64_t taps, int64_t cq, int64_t cq_stride, uint8_t fill, uint8_t* panel) {
+  const __m512i f = _mm512_set1_epi8(static_cast<char>(fill));
+  for (int64_t t = 0; t < taps; ++t) {
+    const uint8_t* a = src + tap_off[t];
+    uint8_t* o = panel + t * cq * 256;
+    if (keep[t] == ~uint64_t{0}) {
+      for (int64_t c = 0; c < cq; ++c, a += cq_stride, o += 256)
+        for (int v = 0; v < 4; ++v)
+          _mm512_storeu_si512(o + v * 64, _mm512_loadu_si512(a + v * 64));
+      continue;
+    }
+    const __mmask16 k0 = static_cast<__mmask16>(keep[t]), k1 = static_cast<__mmask16>(keep[t] >> 16);
+    const __mmask16 k2 = static_cast<__mmask16>(keep[t] >> 32), k3 = static_cast<__mmask16>(keep[t] >> 48);
+    for (int64_t c = 0; c < cq; ++c, a += cq_stride, o += 256) {
+      _mm512_storeu_si512(o, _mm512_mask_loadu_epi32(f, k0, a));
+      _mm512_storeu_si512(o + 64, _mm512_mask_loadu_epi32(f, k1, a + 64));
+      _mm512_storeu_si512(o + 128, _mm512_mask_loadu_epi32(f, k2, a + 128));
+      _mm512_storeu_si512(o + 192, _mm512_mask_loadu_epi32(f, k3, a + 192));
+    }
+  }
+}
+
 void InterleaveQuads(const uint8_t* rows, int64_t ld, int64_t K, int64_t Kp, int64_t Lp,
                      uint8_t* out) {
   const __m128i z = _mm_setzero_si128();

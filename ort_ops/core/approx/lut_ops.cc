@@ -609,26 +609,27 @@ void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvSh
     if (sep && !prep.f8_identity) MapBytesVbmi(prep.f8u.data(), buf, Cq * x4_plane * 4, buf);
   };
   // One 64-lane panel [Kp / 4][64][4] of the block (lanes l0.., Lb lanes in the block).
+  // The lanes each tap reads in place: bit j of keep[tap] is lane l0 + j's column inside the
+  // image for that tap (or a padding lane past Lb, never stored); the others read f(zp).
+  // (f8u exists only for narrow separable LUTs, the x4 path's)
+  const uint8_t x4_fill = x4 && sep && !prep.f8_identity ? prep.f8u[static_cast<uint8_t>(zp)]
+                                                         : static_cast<uint8_t>(zp);
   auto x4_panel = [&](const uint8_t* buf, int64_t l0, int64_t Lb, uint8_t* panel) {
-    const uint8_t fill = sep && !prep.f8_identity ? prep.f8u[static_cast<uint8_t>(zp)]
-                                                  : static_cast<uint8_t>(zp);
-    uint32_t fill4;
-    std::memset(&fill4, fill, 4);
+    int64_t tap_off[kMaxX4Taps];
+    uint64_t keep[kMaxX4Taps];
     for (int64_t kh = 0; kh < KH; ++kh)
       for (int64_t kw = 0; kw < KW; ++kw) {
-        const int64_t off = guard + l0 + kh * s.dh * Wd + kw * s.dw - s.pl;
-        const int64_t q0 = (kh * KW + kw) * Cq;
-        for (int64_t cq = 0; cq < Cq; ++cq)
-          std::memcpy(panel + (q0 + cq) * 256, buf + (cq * x4_plane + off) * 4, 256);
+        const int64_t t = kh * KW + kw;
+        tap_off[t] = (guard + l0 + kh * s.dh * Wd + kw * s.dw - s.pl) * 4;
         const auto [lo, hi] = ValidColumns(kw * s.dw - s.pl, 1, Wd, OW);
+        keep[t] = ~uint64_t{0};
         if (lo == 0 && hi == OW) continue;
-        const int64_t l1 = std::min(l0 + 64, Lb);
-        for (int64_t rs = l0 - l0 % OW; rs < l1; rs += OW)  // output rows in the panel
+        for (int64_t rs = l0 - l0 % OW; rs < std::min(l0 + 64, Lb); rs += OW)  // rows in the panel
           for (const auto& [c0, c1] : {ColRange{rs, rs + lo}, ColRange{rs + hi, rs + OW}})
-            for (int64_t l = std::max(c0, l0); l < std::min(c1, l1); ++l)
-              for (int64_t cq = 0; cq < Cq; ++cq)
-                std::memcpy(panel + (q0 + cq) * 256 + (l - l0) * 4, &fill4, 4);
+            for (int64_t l = std::max(c0, l0); l < std::min(c1, l0 + 64); ++l)
+              keep[t] &= ~(uint64_t{1} << (l - l0));
       }
+    X4PanelAvx512(buf, tap_off, keep, KH * KW, Cq, x4_plane * 4, x4_fill, panel);
   };
   struct Scratch {
     uint8_t *cols, *aq;
@@ -828,7 +829,7 @@ std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep,
   // dilated kernels take the im2col path, which skips all-padding taps).
   cw->x4 = allow_x4 && cw->use_t8 && cw->sep && s.sh == 1 && s.sw == 1 &&
            s.pl + s.pr == s.dw * (s.KW - 1) && (s.KH - 1) * s.dh <= 32 &&
-           (s.KW - 1) * s.dw <= 32;
+           (s.KW - 1) * s.dw <= 32 && s.KH * s.KW <= kMaxX4Taps;
   if (cw->x4) {
     const int64_t Cq = (s.Cg + 3) / 4, Kp = s.KH * s.KW * Cq * 4;
     cw->Cq = Cq;
