@@ -291,13 +291,13 @@ struct ConvCore {
     return {NB, C, H, Wd, Co, Cg, KH, KW, sh, sw, pt, pl, pb, pr, dh, dw, group, OH, OW};
   }
 
-  void Run(Ort::KernelContext& ctx, const approx::ConvShape& s, const uint8_t* x,
+  void Run(const approx::ParFn& par, const approx::ConvShape& s, const uint8_t* x,
            const InputView& w, const int32_t* lut, int32_t zp, int32_t* y) {
     auto prep = cache.Get(lut);
     const int8_t* wp = w.data<int8_t>();
     // A constant W has one shape: the pack made for the first call fits every call.
     auto pw = weights.Get(prep.get(), wp, [&] { return approx::PackConvWeights(*prep, variants, s, wp); });
-    approx::Conv(*prep, variants, s, x, wp, zp, y, OrtPar(ctx), pw.get());
+    approx::Conv(*prep, variants, s, x, wp, zp, y, par, pw.get());
   }
 };
 
@@ -315,7 +315,7 @@ struct ConvCpu {
     auto out = ctx.GetOutput(spec_conv::kOutputY.index,
                              std::vector<int64_t>{s.NB, s.Co, s.OH, s.OW});
     if (s.NB == 0 || s.Co == 0) return;
-    core.Run(ctx, s, x.data<uint8_t>(), w, lut, zp, out.GetTensorMutableData<int32_t>());
+    core.Run(OrtPar(ctx), s, x.data<uint8_t>(), w, lut, zp, out.GetTensorMutableData<int32_t>());
   }
 };
 
@@ -356,21 +356,29 @@ struct QConvCpu {
     Check(PH >= 1 && PW >= 1, "pool_kernel larger than the padded conv output ", s.OH, "x", s.OW);
     auto out = ctx.GetOutput(spec_qconv::kOutputY.index, std::vector<int64_t>{s.NB, s.Co, PH, PW});
     if (s.NB == 0 || s.Co == 0) return;
-    // A few images at a time, so their int32 sums (~1 MiB) are still in cache when they are
-    // requantized: one pass over the whole batch's sums went through memory (8 MiB for a
-    // 128-channel 32x32 layer at batch 16) and cost 4 % of that layer.
-    const int64_t per_image = s.Co * s.OH * s.OW;
-    const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 16) / std::max<int64_t>(per_image, 1), 1, s.NB);
-    AccScratch acc(ctx, {chunk, s.Co, s.OH, s.OW});
+    // One image at a time, requantized while its int32 sums are in cache (one pass over the
+    // whole batch's sums went through memory: 8 MiB for a 128-channel 32x32 layer at batch
+    // 16, 4 % of that layer). Threads take whole images (each with its own sums); a single
+    // image spreads over the threads inside the conv.
     const uint8_t* xd = x.data<uint8_t>();
     uint8_t* yd = out.GetTensorMutableData<uint8_t>();
-    for (int64_t n0 = 0; n0 < s.NB; n0 += chunk) {
-      approx::ConvShape part = s;
-      part.NB = std::min(chunk, s.NB - n0);
-      core.Run(ctx, part, xd + n0 * s.C * s.H * s.W, w, lut, zp, acc.data());
-      approx::RequantizePlanes(core.variants.isa, acc.data(), part.NB, s.Co, s.OH, s.OW, q, pool,
-                               PH, PW, yd + n0 * s.Co * PH * PW, OrtPar(ctx));
-    }
+    const int64_t in_image = s.C * s.H * s.W, out_image = s.Co * PH * PW;
+    approx::ConvShape one = s;
+    one.NB = 1;
+    auto images = [&](int64_t n0, int64_t n1, const approx::ParFn& inner) {
+      AccScratch acc(ctx, {1, s.Co, s.OH, s.OW});
+      for (int64_t n = n0; n < n1; ++n) {
+        core.Run(inner, one, xd + n * in_image, w, lut, zp, acc.data());
+        approx::RequantizePlanes(core.variants.isa, acc.data(), 1, s.Co, s.OH, s.OW, q, pool,
+                                 PH, PW, yd + n * out_image, inner);
+      }
+    };
+    const approx::ParFn par = OrtPar(ctx);
+    if (s.NB == 1) return images(0, 1, par);
+    const approx::ParFn serial = [](int64_t n, int64_t, const std::function<void(int64_t, int64_t)>& fn) {
+      fn(0, n);
+    };
+    par(s.NB, 1, [&](int64_t n0, int64_t n1) { images(n0, n1, serial); });
   }
 };
 

@@ -649,13 +649,32 @@ void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvSh
     if (use_t8 && x4) {
       // Each panel right before the channel blocks that use it, while it is in L1/L2 (all
       // panels first wrote 1.2 MiB per 128-channel 32x32 image and read it back from L3).
+      // Threads split the panels (each builds its own in its thread's buffer): a parallel
+      // region per panel over its channel blocks cost more in hand-offs than the panel at
+      // 2 threads (cnn28 at batch 1: 0.25x ORT int8 instead of 0.9x), unless there are too
+      // few panels to go round.
+      const int64_t npanels = (Lb + 63) / 64;
+      auto panels = [&](int64_t p0, int64_t p1, uint8_t* aq) {
+        for (int64_t pi = p0; pi < p1; ++pi) {
+          const int64_t l0 = pi * 64;
+          x4_panel(cols, l0, Lb, aq);
+          const Sep8TProblem tp{aq, 64, Kp, cw.wq.data() + g * Og * Kp,
+                                std::min<int64_t>(64, Lb - l0), Og, cg, yg + l0, L, Kp * 64};
+          Sep8TGemmVnni(tp, 0, Og);
+        }
+      };
+      if (!inner_parallel) return panels(0, npanels, sc.aq);
+      if (npanels >= 4) {
+        par(npanels, 1, [&](int64_t p0, int64_t p1) { panels(p0, p1, ThreadScratch(1, Kp * 64)); });
+        return;
+      }
+      // few panels (an 8x8 output is one): threads split each panel's channel blocks
       for (int64_t l0 = 0; l0 < Lb; l0 += 64) {
         x4_panel(cols, l0, Lb, sc.aq);
-        const int64_t Ll = std::min<int64_t>(64, Lb - l0);
-        const Sep8TProblem tp{sc.aq, 64, Kp, cw.wq.data() + g * Og * Kp, Ll, Og, cg, yg + l0, L,
-                              Kp * 64};
-        inner((Og + 5) / 6, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, 64 * Kp)),
-              [&](int64_t b0, int64_t b1) { Sep8TGemmVnni(tp, b0 * 6, std::min(Og, b1 * 6)); });
+        const Sep8TProblem tp{sc.aq, 64, Kp, cw.wq.data() + g * Og * Kp,
+                              std::min<int64_t>(64, Lb - l0), Og, cg, yg + l0, L, Kp * 64};
+        par((Og + 5) / 6, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, 64 * Kp)),
+            [&](int64_t b0, int64_t b1) { Sep8TGemmVnni(tp, b0 * 6, std::min(Og, b1 * 6)); });
       }
       return;
     }
