@@ -112,6 +112,14 @@ std::vector<int64_t> AttrInts(const OrtKernelInfo* info, const char* name,
   return v;
 }
 
+std::vector<int64_t> AttrIntsIn(const OrtKernelInfo* info, const char* name, size_t count,
+                                std::vector<int64_t> dflt, int64_t lo, int64_t hi) {
+  std::vector<int64_t> v = AttrInts(info, name, std::move(dflt));
+  Check(v.size() == count, name, " must have ", count, " values, got ", v.size());
+  for (int64_t x : v) Check(x >= lo && x <= hi, name, " values must be in [", lo, ", ", hi, "], got ", x);
+  return v;
+}
+
 std::string AttrString(const OrtKernelInfo* info, const char* name, std::string dflt) {
   CheckAttrType(info, name, AttrType::kString);
   size_t n = 0;

@@ -254,12 +254,13 @@ struct ConvCore {
 
   ConvCore(const OrtKernelInfo* info, spec::Port w, spec::Port lut)
       : variants(SelectKernelVariants()) {
-    auto s = IntsAttr(info, spec_conv::kAttrStrides, IntsDefault(spec_conv::kStridesDefault), 2,
-                      spec_conv::kStridesMin, spec_conv::kStridesMax);
-    auto p = IntsAttr(info, spec_conv::kAttrPads, IntsDefault(spec_conv::kPadsDefault), 4,
-                      spec_conv::kPadsMin, spec_conv::kPadsMax);
-    auto d = IntsAttr(info, spec_conv::kAttrDilations, IntsDefault(spec_conv::kDilationsDefault),
-                      2, spec_conv::kDilationsMin, spec_conv::kDilationsMax);
+    auto s = AttrIntsIn(info, spec_conv::kAttrStrides, 2, IntsDefault(spec_conv::kStridesDefault),
+                        spec_conv::kStridesMin, spec_conv::kStridesMax);
+    auto p = AttrIntsIn(info, spec_conv::kAttrPads, 4, IntsDefault(spec_conv::kPadsDefault),
+                        spec_conv::kPadsMin, spec_conv::kPadsMax);
+    auto d = AttrIntsIn(info, spec_conv::kAttrDilations, 2,
+                        IntsDefault(spec_conv::kDilationsDefault), spec_conv::kDilationsMin,
+                        spec_conv::kDilationsMax);
     sh = s[0], sw = s[1], pt = p[0], pl = p[1], pb = p[2], pr = p[3], dh = d[0], dw = d[1];
     group = AttrIntIn(info, spec_conv::kAttrGroup, spec_conv::kGroupMin, spec_conv::kGroupMax,
                       spec_conv::kGroupDefault);
@@ -267,13 +268,6 @@ struct ConvCore {
     weights.Init(info, w.index);
   }
 
-  static std::vector<int64_t> IntsAttr(const OrtKernelInfo* info, const char* name,
-                                       std::vector<int64_t> dflt, size_t n, int64_t lo, int64_t hi) {
-    std::vector<int64_t> v = AttrInts(info, name, std::move(dflt));
-    Check(v.size() == n, name, " must have ", n, " values, got ", v.size());
-    for (int64_t x : v) Check(x >= lo && x <= hi, name, " values must be in [", lo, ", ", hi, "], got ", x);
-    return v;
-  }
 
   approx::ConvShape Validate(const InputView& x, const InputView& w) const {
     CheckType(x, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, "X");
@@ -328,15 +322,15 @@ struct QConvCpu {
 
   explicit QConvCpu(const OrtKernelInfo* info)
       : core(info, spec_qconv::kInputW, spec_qconv::kInputLut) {
-    auto k = ConvCore::IntsAttr(info, spec_qconv::kAttrPoolKernel,
-                                IntsDefault(spec_qconv::kPoolKernelDefault), 2,
-                                spec_qconv::kPoolKernelMin, spec_qconv::kPoolKernelMax);
-    auto s = ConvCore::IntsAttr(info, spec_qconv::kAttrPoolStrides,
-                                IntsDefault(spec_qconv::kPoolStridesDefault), 2,
-                                spec_qconv::kPoolStridesMin, spec_qconv::kPoolStridesMax);
-    auto p = ConvCore::IntsAttr(info, spec_qconv::kAttrPoolPads,
-                                IntsDefault(spec_qconv::kPoolPadsDefault), 4,
-                                spec_qconv::kPoolPadsMin, spec_qconv::kPoolPadsMax);
+    auto k = AttrIntsIn(info, spec_qconv::kAttrPoolKernel, 2,
+                        IntsDefault(spec_qconv::kPoolKernelDefault), spec_qconv::kPoolKernelMin,
+                        spec_qconv::kPoolKernelMax);
+    auto s = AttrIntsIn(info, spec_qconv::kAttrPoolStrides, 2,
+                        IntsDefault(spec_qconv::kPoolStridesDefault), spec_qconv::kPoolStridesMin,
+                        spec_qconv::kPoolStridesMax);
+    auto p = AttrIntsIn(info, spec_qconv::kAttrPoolPads, 4,
+                        IntsDefault(spec_qconv::kPoolPadsDefault), spec_qconv::kPoolPadsMin,
+                        spec_qconv::kPoolPadsMax);
     pool = {k[0], k[1], s[0], s[1], p[0], p[1], p[2], p[3]};
     Check(p[0] < k[0] && p[2] < k[0] && p[1] < k[1] && p[3] < k[1],
           "pool_pads must be smaller than pool_kernel on their axis, got pads [", p[0], ", ",

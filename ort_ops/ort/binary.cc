@@ -124,28 +124,17 @@ using GemmCudaDesc = CudaDesc<GemmDesc>;
 #endif
 
 // ---- BinaryConv2d ---------------------------------------------------------------------
-std::vector<int64_t> IntsIn(const OrtKernelInfo* info, const char* name, size_t count,
-                            std::vector<int64_t> dflt, int64_t lo, int64_t hi) {
-  std::vector<int64_t> v = AttrInts(info, name, std::move(dflt));
-  Check(v.size() == count, "attribute '", name, "' must have ", count, " values, got ",
-        v.size());
-  for (int64_t x : v)
-    Check(x >= lo && x <= hi, "attribute '", name, "' value ", x, " is out of range [", lo,
-          ", ", hi, "]");
-  return v;
-}
-
 struct ConvCpu {
   std::vector<int64_t> kernel_shape, strides, pads, dilations;
   int64_t group, pad_value;
   binary::Kernels kern;
   explicit ConvCpu(const OrtKernelInfo* info)
-      : strides(IntsIn(info, spec_conv::kAttrStrides, 2,
+      : strides(AttrIntsIn(info, spec_conv::kAttrStrides, 2,
                        IntsDefault(spec_conv::kStridesDefault), spec_conv::kStridesMin,
                        spec_conv::kStridesMax)),
-        pads(IntsIn(info, spec_conv::kAttrPads, 4, IntsDefault(spec_conv::kPadsDefault),
+        pads(AttrIntsIn(info, spec_conv::kAttrPads, 4, IntsDefault(spec_conv::kPadsDefault),
                     spec_conv::kPadsMin, spec_conv::kPadsMax)),
-        dilations(IntsIn(info, spec_conv::kAttrDilations, 2,
+        dilations(AttrIntsIn(info, spec_conv::kAttrDilations, 2,
                          IntsDefault(spec_conv::kDilationsDefault), spec_conv::kDilationsMin,
                          spec_conv::kDilationsMax)),
         group(AttrIntIn(info, spec_conv::kAttrGroup, spec_conv::kGroupMin, spec_conv::kGroupMax,
@@ -155,8 +144,8 @@ struct ConvCpu {
         kern(binary::SelectKernels(SelectKernelVariants().isa)) {
     kernel_shape = AttrInts(info, spec_conv::kAttrKernelShape, {});
     if (!kernel_shape.empty())
-      kernel_shape = IntsIn(info, spec_conv::kAttrKernelShape, 2, {}, spec_conv::kKernelShapeMin,
-                            spec_conv::kKernelShapeMax);
+      kernel_shape = AttrIntsIn(info, spec_conv::kAttrKernelShape, 2, {},
+                                spec_conv::kKernelShapeMin, spec_conv::kKernelShapeMax);
   }
 
   void Compute(Ort::KernelContext& ctx) {

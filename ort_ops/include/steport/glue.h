@@ -76,6 +76,9 @@ int64_t AttrIntIn(const OrtKernelInfo* info, const char* name, int64_t lo, int64
 float AttrFloat(const OrtKernelInfo* info, const char* name, float dflt);
 std::vector<int64_t> AttrInts(const OrtKernelInfo* info, const char* name,
                               std::vector<int64_t> dflt);
+// AttrInts with exactly `count` values, each in [lo, hi] (conv strides, pads, windows).
+std::vector<int64_t> AttrIntsIn(const OrtKernelInfo* info, const char* name, size_t count,
+                                std::vector<int64_t> dflt, int64_t lo, int64_t hi);
 std::string AttrString(const OrtKernelInfo* info, const char* name, std::string dflt);
 // A registry `ints` default (spec.h k<Attr>Default[]) as the vector AttrInts takes.
 template <size_t N>
