@@ -440,26 +440,22 @@ void Sep8TGemmVnni(const Sep8TProblem& p, int64_t n_begin, int64_t n_end) {
   // Blocks of 6 channels, the rest (1..5, or 8 = 4 + 4 rather than 6 + 2) in blocks of at
   // most 4 named rows: the tail of 128 channels on 1-row tiles (4 accumulator chains,
   // latency-bound) took 3 % of a 128-channel layer for 1.6 % of its work.
-  auto blocks = [&](int64_t n, auto&& tile6, auto&& tile4, auto&& tile3, auto&& tile2, auto&& tile1) {
-    const int64_t rest6 = (n_end - n) % 6 == 2 && n_end - n >= 8 ? 8 : (n_end - n) % 6;
-    for (; n_end - n > rest6; n += 6) tile6(n);
-    for (; n_end - n >= 4; n += 4) tile4(n);
-    switch (n_end - n) {
-      case 3: tile3(n); break;
-      case 2: tile2(n); break;
-      case 1: tile1(n); break;
-      default: break;
-    }
-  };
   // A partial last panel runs as a full one (its padding lanes are readable: panels and
   // ld_l hold whole 64-lane groups) and stores its valid lanes: cheaper than narrower tiles,
   // which (array accumulators) spilled: a 14x14 output has 196 = 3 x 64 + 4 lanes.
-  for (int64_t l0 = 0; l0 < p.L; l0 += 64)
-    blocks(n_begin, [&](int64_t n) { Sep8TTileNamed<6>(p, n, l0); },
-           [&](int64_t n) { Sep8TTileNamed<4>(p, n, l0); },
-           [&](int64_t n) { Sep8TTileNamed<3>(p, n, l0); },
-           [&](int64_t n) { Sep8TTileNamed<2>(p, n, l0); },
-           [&](int64_t n) { Sep8TTileNamed<1>(p, n, l0); });
+  const int64_t count = n_end - n_begin;
+  const int64_t rest6 = count % 6 == 2 && count >= 8 ? 8 : count % 6;  // channels after the 6s
+  for (int64_t l0 = 0; l0 < p.L; l0 += 64) {
+    int64_t n = n_begin;
+    for (; n_end - n > rest6; n += 6) Sep8TTileNamed<6>(p, n, l0);
+    for (; n_end - n >= 4; n += 4) Sep8TTileNamed<4>(p, n, l0);
+    switch (n_end - n) {
+      case 3: Sep8TTileNamed<3>(p, n, l0); break;
+      case 2: Sep8TTileNamed<2>(p, n, l0); break;
+      case 1: Sep8TTileNamed<1>(p, n, l0); break;
+      default: break;
+    }
+  }
 }
 
 void X4PanelAvx512(const uint8_t* src, const int64_t* tap_off, const uint64_t* keep,
