@@ -22,14 +22,12 @@ inline int32_t WrapAdd(int32_t a, int32_t b) {
 }
 
 using SpanFn = void (*)(const int32_t*, int64_t, int32_t, float, int32_t, uint8_t*);
-using PairFn = void (*)(const int32_t*, int64_t, bool, int32_t*);
 
 // One plane with the pool: each output row reduces its window rows (vertical, contiguous),
 // then the columns of the reduced row (horizontal), then requantizes PW values.
 void PoolPlane(const int32_t* acc, int64_t H, int64_t W, const PoolShape& p, int64_t PH,
                int64_t PW, int32_t bias, float mult, int32_t y_zp, bool take_min, SpanFn span,
-               PairFn pair, int32_t* rowbuf, int32_t* outbuf, uint8_t* y) {
-  const bool pairs = p.kw == 2 && p.sw == 2 && p.pl == 0 && 2 * PW <= W;
+               int32_t* rowbuf, int32_t* outbuf, uint8_t* y) {
   for (int64_t ph = 0; ph < PH; ++ph) {
     const int64_t h0 = std::max<int64_t>(ph * p.sh - p.pt, 0);
     const int64_t h1 = std::min<int64_t>(ph * p.sh - p.pt + p.kh, H);  // h0 < h1 (pads < kernel)
@@ -43,16 +41,12 @@ void PoolPlane(const int32_t* acc, int64_t H, int64_t W, const PoolShape& p, int
       else
         for (int64_t w = 0; w < W; ++w) rowbuf[w] = std::max(rowbuf[w], WrapAdd(r[w], bias));
     }
-    if (pairs) {
-      pair(rowbuf, PW, take_min, outbuf);
-    } else {
-      for (int64_t pw = 0; pw < PW; ++pw) {
-        const int64_t w0 = std::max<int64_t>(pw * p.sw - p.pl, 0);
-        const int64_t w1 = std::min<int64_t>(pw * p.sw - p.pl + p.kw, W);
-        int32_t v = rowbuf[w0];
-        for (int64_t w = w0 + 1; w < w1; ++w) v = take_min ? std::min(v, rowbuf[w]) : std::max(v, rowbuf[w]);
-        outbuf[pw] = v;
-      }
+    for (int64_t pw = 0; pw < PW; ++pw) {
+      const int64_t w0 = std::max<int64_t>(pw * p.sw - p.pl, 0);
+      const int64_t w1 = std::min<int64_t>(pw * p.sw - p.pl + p.kw, W);
+      int32_t v = rowbuf[w0];
+      for (int64_t w = w0 + 1; w < w1; ++w) v = take_min ? std::min(v, rowbuf[w]) : std::max(v, rowbuf[w]);
+      outbuf[pw] = v;
     }
     span(outbuf, PW, 0, mult, y_zp, y + ph * PW);
   }
@@ -71,17 +65,11 @@ void RequantRowPortable(const int32_t* acc, int64_t n, const int32_t* bias, cons
     y[j] = Code(WrapAdd(acc[j], bias[j]), per_channel ? mult[j] : mult[0], y_zp);
 }
 
-void PairReducePortable(const int32_t* in, int64_t n, bool take_min, int32_t* out) {
-  for (int64_t j = 0; j < n; ++j)
-    out[j] = take_min ? std::min(in[2 * j], in[2 * j + 1]) : std::max(in[2 * j], in[2 * j + 1]);
-}
-
 void RequantizePlanes(Isa isa, const int32_t* acc, int64_t NB, int64_t C, int64_t H, int64_t W,
                       const RequantParams& q, const PoolShape& pool, int64_t PH, int64_t PW,
                       uint8_t* y, const ParFn& par) {
   const bool avx512 = isa == Isa::kAvx512;
   const SpanFn span = avx512 ? RequantSpanAvx512 : RequantSpanPortable;
-  const PairFn pair = avx512 ? PairReduceAvx512 : PairReducePortable;
   const bool pooled = !pool.identity();
   const int64_t plane = H * W, grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(plane, 1));
   par(NB * C, grain, [&](int64_t begin, int64_t end) {
@@ -103,7 +91,7 @@ void RequantizePlanes(Isa isa, const int32_t* acc, int64_t NB, int64_t C, int64_
                                mult < 0.0f, out + ph * PW);
         continue;
       }
-      PoolPlane(a, H, W, pool, PH, PW, bias, mult, q.y_zp, mult < 0.0f, span, pair,
+      PoolPlane(a, H, W, pool, PH, PW, bias, mult, q.y_zp, mult < 0.0f, span,
                 rowbuf.data(), outbuf.data(), out);
     }
   });

@@ -55,8 +55,5 @@ void RequantRowAvx512(const int32_t* acc, int64_t n, const int32_t* bias, const 
 // composes PoolPlane's steps.
 void Pool2x2RequantAvx512(const int32_t* r0, const int32_t* r1, int64_t n, int32_t bias,
                           float mult, int32_t y_zp, bool take_min, uint8_t* y);
-// 2x1 horizontal pairs: out[j] = max (or min) of in[2j], in[2j + 1], j < n.
-void PairReducePortable(const int32_t* in, int64_t n, bool take_min, int32_t* out);
-void PairReduceAvx512(const int32_t* in, int64_t n, bool take_min, int32_t* out);
 
 }  // namespace steport::approx

@@ -75,16 +75,4 @@ void Pool2x2RequantAvx512(const int32_t* r0, const int32_t* r1, int64_t n, int32
   }
 }
 
-void PairReduceAvx512(const int32_t* in, int64_t n, bool take_min, int32_t* out) {
-  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16) {
-    const __m512i a = _mm512_loadu_si512(in + 2 * j), b = _mm512_loadu_si512(in + 2 * j + 16);
-    const __m512i e = _mm512_permutex2var_epi32(a, even, b), o = _mm512_permutex2var_epi32(a, odd, b);
-    _mm512_storeu_si512(out + j, take_min ? _mm512_min_epi32(e, o) : _mm512_max_epi32(e, o));
-  }
-  PairReducePortable(in + 2 * j, n - j, take_min, out + j);
-}
-
 }  // namespace steport::approx
