@@ -9,6 +9,17 @@ from .spec import Attr, OpSpec, Port
 _LUT = Port("lut", ("int32",), doc="int32 [256, 256] (or [65536]) table LUT[a][b], a = activation "
                                    "code, b = weight code as uint8 bit pattern")
 
+# The LUT-sum inputs, the same for the int32 ops and their requantizing forms.
+_A = Port("A", ("uint8",), doc="activation codes [..., M, K]")
+_B = Port("B", ("int8",), doc="weight codes [K, N]")
+_A_ZP = Port("a_zero_point", ("uint8",), optional=True,
+             doc="activation zero point, scalar ([] or [1]); default 0")
+_X = Port("X", ("uint8",), doc="activation codes NCHW")
+_W = Port("W", ("int8",), doc="weight codes [C_out, C_in / group, kH, kW]")
+_X_ZP = Port("x_zero_point", ("uint8",), optional=True,
+             doc="activation zero point, scalar ([] or [1]); default 0; padding stands for this "
+                 "code (real 0)")
+
 _CONV_ATTRS = (
     Attr("strides", "ints", default=[1, 1], lo=1, hi=64, doc="[sH, sW]"),
     Attr("pads", "ints", default=[0, 0, 0, 0], lo=0, hi=1024, doc="[top, left, bottom, right]"),
@@ -27,11 +38,7 @@ _REQUANT_DOC = ("code = sat_u8(round_half_even(fp32(acc + bias[c]) * multiplier[
 OPS = [
     OpSpec(
         family="approx", name="ApproxMatMulInteger", version=1,
-        inputs=(Port("A", ("uint8",), doc="activation codes [..., M, K]"),
-                Port("B", ("int8",), doc="weight codes [K, N]"),
-                _LUT,
-                Port("a_zero_point", ("uint8",), optional=True,
-                     doc="activation zero point, scalar ([] or [1]); default 0")),
+        inputs=(_A, _B, _LUT, _A_ZP),
         outputs=(Port("Y", ("int32",), doc="[..., M, N]"),),
         torch_op="steport::approx_matmul_integer",
         translation="steport.export.approx:matmul_translation",
@@ -42,12 +49,7 @@ OPS = [
     ),
     OpSpec(
         family="approx", name="ApproxConvInteger", version=1,
-        inputs=(Port("X", ("uint8",), doc="activation codes NCHW"),
-                Port("W", ("int8",), doc="weight codes [C_out, C_in / group, kH, kW]"),
-                _LUT,
-                Port("x_zero_point", ("uint8",), optional=True,
-                     doc="activation zero point, scalar ([] or [1]); default 0; padding "
-                         "stands for this code (real 0)")),
+        inputs=(_X, _W, _LUT, _X_ZP),
         outputs=(Port("Y", ("int32",), doc="[N, C_out, H_out, W_out]"),),
         attrs=_CONV_ATTRS,
         torch_op="steport::approx_conv_integer",
@@ -62,12 +64,7 @@ OPS = [
     # builds them (no torch op); the integer reference is export/integer.py.
     OpSpec(
         family="approx", name="ApproxQLinearMatMul", version=1,
-        inputs=(Port("A", ("uint8",), doc="activation codes [..., M, K]"),
-                Port("B", ("int8",), doc="weight codes [K, N]"),
-                _LUT, _BIAS, _MULT,
-                Port("a_zero_point", ("uint8",), optional=True,
-                     doc="activation zero point, scalar ([] or [1]); default 0"),
-                _Y_ZP),
+        inputs=(_A, _B, _LUT, _BIAS, _MULT, _A_ZP, _Y_ZP),
         outputs=(Port("Y", ("uint8",), doc="[..., M, N] codes"),),
         torch_op=None,
         translation=None,
@@ -77,13 +74,7 @@ OPS = [
     ),
     OpSpec(
         family="approx", name="ApproxQLinearConv", version=1,
-        inputs=(Port("X", ("uint8",), doc="activation codes NCHW"),
-                Port("W", ("int8",), doc="weight codes [C_out, C_in / group, kH, kW]"),
-                _LUT, _BIAS, _MULT,
-                Port("x_zero_point", ("uint8",), optional=True,
-                     doc="activation zero point, scalar ([] or [1]); default 0; padding "
-                         "stands for this code (real 0)"),
-                _Y_ZP),
+        inputs=(_X, _W, _LUT, _BIAS, _MULT, _X_ZP, _Y_ZP),
         outputs=(Port("Y", ("uint8",), doc="[N, C_out, H_pool, W_pool] codes"),),
         attrs=_CONV_ATTRS + (
             Attr("pool_kernel", "ints", default=[1, 1], lo=1, hi=64,
