@@ -70,6 +70,31 @@ def np_conv(x, w, lut, zp=0, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1)
     return y.astype(np.int32)
 
 
+def np_requant(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, y_zp: int,
+               axis: int) -> np.ndarray:
+    """The QLinear ops' output stage, independent of the kernels and of
+    export/reference_kernels: sat(round_half_even(fp32(wrap32(acc + bias[c])) * m[c]) + y_zp)
+    along ``axis`` (numpy fp32 convert and multiply; rint rounds half to even)."""
+    shape = [1] * acc.ndim
+    shape[axis] = -1
+    v = (acc.astype(np.int64) + bias.astype(np.int64).reshape(shape) + 2**31) % 2**32 - 2**31
+    m = mult.reshape([1] * acc.ndim) if mult.size == 1 else mult.reshape(shape)
+    f = v.astype(np.int32).astype(np.float32) * m.astype(np.float32)
+    return np.clip(np.rint(f.astype(np.float64)) + y_zp, 0, 255).astype(np.uint8)
+
+
+def np_pool(y: np.ndarray, k, s, p) -> np.ndarray:
+    """MaxPool (floor mode) of NCHW codes, padding never selected; a loop over windows."""
+    n, c, h, w = y.shape
+    ph, pw = (h + p[0] + p[2] - k[0]) // s[0] + 1, (w + p[1] + p[3] - k[1]) // s[1] + 1
+    out = np.zeros((n, c, max(ph, 0), max(pw, 0)), np.uint8)
+    for i in range(out.shape[2]):
+        for j in range(out.shape[3]):
+            h0, w0 = i * s[0] - p[0], j * s[1] - p[1]
+            out[:, :, i, j] = y[:, :, max(h0, 0):h0 + k[0], max(w0, 0):w0 + k[1]].max(axis=(2, 3))
+    return out
+
+
 def mm_model(zp: bool = True, lut_init: np.ndarray | None = None, rank: int = 2):
     ins = {"A": np.zeros((1,) * rank, np.uint8), "B": np.zeros((1, 1), np.int8),
            "a_zero_point": np.zeros((), np.uint8) if zp else None}

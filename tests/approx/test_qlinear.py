@@ -14,36 +14,10 @@ from steport.registry import get
 
 from ..conftest import assert_bitexact, run_fallback, run_steport
 from ..helpers import single_node_model
-from .common import LUTS, np_conv, np_matmul
+from .common import LUTS, np_conv, np_matmul, np_pool, np_requant
 
 QCONV = get("approx", "ApproxQLinearConv")
 QMM = get("approx", "ApproxQLinearMatMul")
-
-
-def np_requant(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, y_zp: int,
-               axis: int) -> np.ndarray:
-    """Element by element in Python: int32 wrap, fp32 convert and multiply (numpy float32
-    scalars), Python's round (half to even), saturate."""
-    out = np.empty(acc.shape, np.uint8)
-    for idx in np.ndindex(acc.shape):
-        c = idx[axis]
-        v = (int(acc[idx]) + int(bias[c]) + 2**31) % 2**32 - 2**31
-        f = np.float32(v) * np.float32(mult[c] if mult.size > 1 else mult.reshape(-1)[0])
-        out[idx] = min(255, max(0, round(float(f)) + y_zp))
-    return out
-
-
-def np_pool(y: np.ndarray, k, s, p) -> np.ndarray:
-    n, c, h, w = y.shape
-    ph = (h + p[0] + p[2] - k[0]) // s[0] + 1
-    pw = (w + p[1] + p[3] - k[1]) // s[1] + 1
-    out = np.zeros((n, c, ph, pw), np.uint8)
-    for i in range(ph):
-        for j in range(pw):
-            h0, w0 = i * s[0] - p[0], j * s[1] - p[1]
-            win = y[:, :, max(h0, 0):h0 + k[0], max(w0, 0):w0 + k[1]]
-            out[:, :, i, j] = win.max(axis=(2, 3))
-    return out
 
 
 def qconv_model(**attrs) -> onnx.ModelProto:

@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from steport.export import finalize
 from steport.registry import DOMAIN_VERSION, IR_VERSION, ONNX_OPSET, OpSpec, get
 
+from ..approx.common import np_pool, np_requant
 from ..helpers import NP_TO_ONNX
 
 HUGE = 1 << 40  # "2^40 elements" dimension used by the shape mutations
@@ -257,28 +258,6 @@ def approx_conv_case(draw) -> Case:
                 fallback_ok=g["n"] > 0)
 
 
-def requant_reference(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, y_zp: int,
-                      axis: int) -> np.ndarray:
-    """sat(round_half_even(fp32(wrap32(acc + bias[c])) * m[c]) + y_zp) along ``axis``."""
-    shape = [1] * acc.ndim
-    shape[axis] = -1
-    v = ((acc.astype(np.int64) + bias.astype(np.int64).reshape(shape) + 2**31) % 2**32 - 2**31)
-    m = mult.reshape([1] * acc.ndim) if mult.size == 1 else mult.reshape(shape)
-    f = v.astype(np.int32).astype(np.float32) * m
-    return np.clip(np.rint(f.astype(np.float64)) + y_zp, 0, 255).astype(np.uint8)
-
-
-def pool_reference(y: np.ndarray, k, s, p) -> np.ndarray:
-    n, c, h, w = y.shape
-    ph, pw = (h + p[0] + p[2] - k[0]) // s[0] + 1, (w + p[1] + p[3] - k[1]) // s[1] + 1
-    out = np.zeros((n, c, max(ph, 0), max(pw, 0)), np.uint8)
-    for i in range(out.shape[2]):
-        for j in range(out.shape[3]):
-            h0, w0 = i * s[0] - p[0], j * s[1] - p[1]
-            out[:, :, i, j] = y[:, :, max(h0, 0):h0 + k[0], max(w0, 0):w0 + k[1]].max(axis=(2, 3))
-    return out
-
-
 def _requant_inputs(draw, c: int) -> dict:
     """bias (any int32: sums may wrap), multipliers of both signs (or one per tensor, or 0),
     and the output zero point in its three forms."""
@@ -299,7 +278,7 @@ def approx_qmatmul_case(draw) -> Case:
     base = draw(approx_matmul_case())
     n = base.inits["B"].shape[1]
     q = _requant_inputs(draw, n)
-    ref = requant_reference(base.expected, q["bias"], q["multiplier"],
+    ref = np_requant(base.expected, q["bias"], q["multiplier"],
                             _zp_value(q, "y_zero_point"), base.expected.ndim - 1)
     return Case(get("approx", "ApproxQLinearMatMul"), base.feeds, {**base.inits, **q}, {}, ref,
                 TensorProto.UINT8, fallback_ok=base.fallback_ok)
@@ -310,7 +289,7 @@ def approx_qconv_case(draw) -> Case:
     base = draw(approx_conv_case())
     co, (oh, ow) = base.inits["W"].shape[0], base.expected.shape[2:]
     q = _requant_inputs(draw, co)
-    codes = requant_reference(base.expected, q["bias"], q["multiplier"],
+    codes = np_requant(base.expected, q["bias"], q["multiplier"],
                               _zp_value(q, "y_zero_point"), 1)
     k = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
     s = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
@@ -320,7 +299,7 @@ def approx_qconv_case(draw) -> Case:
         k, s, p = [1, 1], [1, 1], [0, 0, 0, 0]  # no pool
     attrs = {**base.attrs, "pool_kernel": k, "pool_strides": s, "pool_pads": p}
     return Case(get("approx", "ApproxQLinearConv"), base.feeds, {**base.inits, **q}, attrs,
-                pool_reference(codes, k, s, p), TensorProto.UINT8, fallback_ok=base.fallback_ok)
+                np_pool(codes, k, s, p), TensorProto.UINT8, fallback_ok=base.fallback_ok)
 
 
 def _logic_x(draw, n, width) -> np.ndarray:
@@ -427,11 +406,11 @@ def _ref_qlinear(c: Case):
     t, a = _t(c), c.attrs
     conv = c.spec.name == "ApproxQLinearConv"
     acc = (_ref_aconv if conv else _ref_amm)(c)
-    codes = requant_reference(acc, t["bias"], t["multiplier"], _zp_value(t, "y_zero_point"),
+    codes = np_requant(acc, t["bias"], t["multiplier"], _zp_value(t, "y_zero_point"),
                               1 if conv else acc.ndim - 1)
     if not conv:
         return codes
-    return pool_reference(codes, a.get("pool_kernel", [1, 1]), a.get("pool_strides", [1, 1]),
+    return np_pool(codes, a.get("pool_kernel", [1, 1]), a.get("pool_strides", [1, 1]),
                           a.get("pool_pads", [0, 0, 0, 0]))
 
 

@@ -26,6 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from steport.registry import DOMAIN_VERSION, IR_VERSION, ONNX_OPSET, OPS, OpSpec, get
 
+from ..approx.common import np_pool, np_requant
 from ..helpers import NP_TO_ONNX
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -111,19 +112,14 @@ def bases() -> dict[str, Base]:
                                    "group": 1}, out_type=TensorProto.INT32)
     requant = {"bias": np.array([-9000, 0, 2**31 - 50], np.int32),  # the last one wraps
                "multiplier": np.array([0.004, -0.003, 0.0025], np.float32)}  # a BN sign flip
-    b["ApproxQLinearMatMul"] = Base(get("approx", "ApproxQLinearMatMul"),
-                                    {"A": r.integers(0, 256, (2, 5)).astype(np.uint8)},
-                                    {"B": r.integers(-128, 128, (5, 3)).astype(np.int8), "lut": lut,
-                                     **requant, "a_zero_point": np.array(3, np.uint8),
-                                     "y_zero_point": np.array(100, np.uint8)},
+    # the int32 ops' nodes plus the requantization inputs (and the conv's max-pool)
+    mm, conv = b["ApproxMatMulInteger"], b["ApproxConvInteger"]
+    b["ApproxQLinearMatMul"] = Base(get("approx", "ApproxQLinearMatMul"), dict(mm.feeds),
+                                    {**mm.inits, **requant, "y_zero_point": np.array(100, np.uint8)},
                                     out_type=TensorProto.UINT8)
-    b["ApproxQLinearConv"] = Base(get("approx", "ApproxQLinearConv"),
-                                  {"X": r.integers(0, 256, (1, 2, 5, 5)).astype(np.uint8)},
-                                  {"W": r.integers(-128, 128, (3, 2, 3, 3)).astype(np.int8),
-                                   "lut": lut, **requant, "x_zero_point": np.array(7, np.uint8),
-                                   "y_zero_point": np.array(50, np.uint8)},
-                                  {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1],
-                                   "group": 1, "pool_kernel": [2, 2], "pool_strides": [2, 2],
+    b["ApproxQLinearConv"] = Base(get("approx", "ApproxQLinearConv"), dict(conv.feeds),
+                                  {**conv.inits, **requant, "y_zero_point": np.array(50, np.uint8)},
+                                  {**conv.attrs, "pool_kernel": [2, 2], "pool_strides": [2, 2],
                                    "pool_pads": [0, 0, 0, 0]}, out_type=TensorProto.UINT8)
     b["LogicLayer"] = Base(get("logic", "LogicLayer"),
                            {"X": (r.random((4, 6)) > 0.5).astype(np.float32)},
@@ -535,24 +531,16 @@ def approx_reference(b: Base) -> np.ndarray:
 
 
 def qlinear_output(b: Base, acc: np.ndarray) -> np.ndarray:
-    """The QLinear ops' output stage on int32 sums: sat(round(fp32(wrap(acc + bias)) * m) +
-    y_zp) per channel (fp32 numpy arithmetic), then the conv's max-pool (no pool pads here)."""
+    """The QLinear ops' output stage on int32 sums (tests/approx/common.py), then the conv's
+    max-pool."""
     conv = b.spec.name == "ApproxQLinearConv"
-    axis = 1 if conv else acc.ndim - 1
-    shape = [1] * acc.ndim
-    shape[axis] = -1
-    bias = np.asarray(b.inits["bias"]).astype(np.int64).reshape(shape)
-    v = ((acc.astype(np.int64) + bias + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
-    f = v.astype(np.float32) * np.asarray(b.inits["multiplier"], np.float32).reshape(shape)
     zp = int(np.asarray(b.inits.get("y_zero_point", np.uint8(0))))
-    y = np.clip(np.rint(f.astype(np.float64)) + zp, 0, 255).astype(np.uint8)
-    if conv:
-        (kh, kw), (sh, sw) = b.attrs.get("pool_kernel", [1, 1]), b.attrs.get("pool_strides", [1, 1])
-        assert b.attrs.get("pool_pads", [0, 0, 0, 0]) == [0, 0, 0, 0]
-        ph, pw = (y.shape[2] - kh) // sh + 1, (y.shape[3] - kw) // sw + 1
-        y = np.stack([np.stack([y[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw].max(axis=(2, 3))
-                                for j in range(pw)], -1) for i in range(ph)], -2)
-    return y
+    y = np_requant(acc, np.asarray(b.inits["bias"]), np.asarray(b.inits["multiplier"]), zp,
+                   1 if conv else acc.ndim - 1)
+    if not conv:
+        return y
+    return np_pool(y, b.attrs.get("pool_kernel", [1, 1]), b.attrs.get("pool_strides", [1, 1]),
+                   b.attrs.get("pool_pads", [0, 0, 0, 0]))
 
 
 def approx_cases(bld: Builder) -> None:
