@@ -122,10 +122,8 @@ def requantize_codes(acc: np.ndarray, bias: np.ndarray, multiplier: np.ndarray,
 def max_pool_codes(y: np.ndarray, kernel, strides, pads) -> np.ndarray:
     """MaxPool (floor mode) of uint8 NCHW codes; pads < kernel, so a window's padding (0 here)
     never exceeds its real values."""
-    (kh, kw), (sh, sw) = kernel, strides
     yp = np.pad(y, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
-    return np.lib.stride_tricks.sliding_window_view(yp, (kh, kw), axis=(2, 3))[
-        :, :, ::sh, ::sw].max(axis=(-1, -2))
+    return conv_windows(yp, kernel[0], kernel[1], strides, (1, 1)).max(axis=(-1, -2))
 
 
 @numpy_kernel("approx", "ApproxQLinearMatMul")
