@@ -39,8 +39,11 @@ LUTS = {
 }
 
 # (M, K, N): row tails around 64/256, column tails around 16/64, K around 4 and 256 (the
-# 16-bit chunk) and not a multiple of 4.
-MM_CASES = [(1, 1, 1), (63, 3, 15), (65, 257, 17), (257, 513, 65), (300, 256, 5), (130, 7, 64)]
+# 16-bit chunk) and not a multiple of 4. The last three have few rows and many columns, so
+# the byte-plane GEMM swaps rows and columns (GemmRunner::Planes): N not a multiple of 64
+# (padded weight rows), N a multiple, and a swapped problem with more than one pass.
+MM_CASES = [(1, 1, 1), (63, 3, 15), (65, 257, 17), (257, 513, 65), (300, 256, 5), (130, 7, 64),
+            (1, 300, 200), (3, 70, 128), (64, 257, 300)]
 
 
 @pytest.fixture(params=["default", "gather", "noamx"])
@@ -94,6 +97,8 @@ CONV_CASES = [
     # padding, so its inner window is narrower than the input (im2col layout after all)
     ((2, 6, 7, 9), (4, 3, 3, 3), [1, 1], [1, 2, 1, 0], [1, 1], 2),
     ((1, 4, 3, 2), (2, 4, 1, 2), [1, 1], [0, 2, 0, 1], [1, 3], 1),
+    # 36 output pixels, 130 channels: the byte-plane GEMM swaps rows and columns
+    ((1, 8, 6, 6), (130, 8, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
 ]
 
 

@@ -132,7 +132,8 @@ struct PlaneProblem {
   int64_t ld_at;          // >= round_up(M, kMBlock); padding columns readable
   const uint8_t* b;       // weight codes [K][N]
   int64_t K, N;
-  const int32_t* corr;    // [N] subtracted; may be null
+  const int32_t* corr;    // subtracted, per column ([N]) or per row ([M]); may be null
+  bool corr_per_row;      // corr is indexed by row (the swapped orientation's channels)
   int32_t add;            // added to every output (K * bias, mod 2^32)
   bool accumulate;        // y += result (y already holds the base part) instead of y = result
   int top_steps;          // 1, or k-steps (<= 256) the top plane may be summed in bytes:

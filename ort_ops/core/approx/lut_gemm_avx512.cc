@@ -152,10 +152,12 @@ void PlanePass(const PlaneProblem& p, int64_t m0, int64_t rows, int64_t n) {
       _mm512_store_si512(tot + r * 64 + 48, to1);
     }
   }
-  const uint32_t add = static_cast<uint32_t>(p.add) - (p.corr ? static_cast<uint32_t>(p.corr[n]) : 0u);
+  const uint32_t add = static_cast<uint32_t>(p.add) -
+                       (p.corr && !p.corr_per_row ? static_cast<uint32_t>(p.corr[n]) : 0u);
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t r = i >> 6, w = i & 63;
-    const uint32_t v = static_cast<uint32_t>(tot[r * 64 + (w & 1) * 32 + (w >> 1)]) + add;
+    const uint32_t row_corr = p.corr && p.corr_per_row ? static_cast<uint32_t>(p.corr[m0 + i]) : 0u;
+    const uint32_t v = static_cast<uint32_t>(tot[r * 64 + (w & 1) * 32 + (w >> 1)]) + add - row_corr;
     int32_t* out = p.y + (m0 + i) * p.ldy_m + n * p.ldy_n;
     *out = static_cast<int32_t>(p.accumulate ? static_cast<uint32_t>(*out) + v : v);
   }

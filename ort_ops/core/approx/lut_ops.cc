@@ -117,13 +117,17 @@ void PreparePlanes(Prepared& p) {
   p.planes_p = r < (1 << 8) ? 1 : r < (1 << 16) ? 2 : r < (1 << 24) ? 3 : 4;
   const int P = p.planes_p;
   p.planes.assign(256 * P * 256, 0);
+  p.planes_t.assign(256 * P * 256, 0);
   for (int a = 0; a < 256; ++a)
     for (int b = 0; b < 256; ++b) {
       // E = LUT - base - bias modulo 2^32 (exactly the integer in [0, r] when r < 2^32).
       const uint32_t e = static_cast<uint32_t>(p.lut[a * 256 + b]) -
                          static_cast<uint32_t>(p.base_exact ? a * int32_t(int8_t(b)) : 0) -
                          static_cast<uint32_t>(p.bias);
-      for (int j = 0; j < P; ++j) p.planes[(b * P + j) * 256 + a] = uint8_t(e >> (8 * j));
+      for (int j = 0; j < P; ++j) {
+        p.planes[(b * P + j) * 256 + a] = uint8_t(e >> (8 * j));
+        p.planes_t[(a * P + j) * 256 + b] = uint8_t(e >> (8 * j));
+      }
     }
   int top = 0;
   for (int b = 0; b < 256; ++b)
@@ -359,24 +363,48 @@ struct GemmRunner {
   }
 
   // The byte-plane part alone: y (+)= sum_k E(a, b) + K * bias - corr.
+  // PlaneGemmVbmi loads one code's tables once per pass of up to kPlaneRows rows and fills
+  // 64-row vectors, so few rows waste it: an 8x8 output (64 rows) reloads the tables for every
+  // 64 lookups, a matmul at batch 1 uses 1 lane in 64. Then the roles swap: the weight
+  // columns become the rows (looked up by weight code in planes_t) and the activation rows
+  // the columns; the sums are the same integers, written transposed.
   void Planes(const uint8_t* at, int64_t ld_at, int64_t M, int64_t K, const uint8_t* b,
               int64_t N, const int32_t* corr, bool accumulate, int32_t* y, int64_t ldy_m,
               int64_t ldy_n, const ParFn& par) const {
     const int32_t add = static_cast<int32_t>(static_cast<uint32_t>(K) * static_cast<uint32_t>(prep.bias));
+    // Relative cost of rows x cols: one vector per 64-row block and column, plus a table
+    // load (about one block's lookups) per pass of up to kPlaneRows / 64 blocks.
+    auto cost = [](int64_t rows, int64_t cols) {
+      const int64_t blocks = (rows + kMBlock - 1) / kMBlock;
+      return cols * (blocks + (blocks + kPlaneRows / kMBlock - 1) / (kPlaneRows / kMBlock));
+    };
+    std::vector<uint8_t> b_padded;
     PlaneProblem pp{prep.planes.data(), prep.planes_p, at, ld_at, b, K, N,
-                            corr, add, accumulate, prep.top_steps, y, ldy_m, ldy_n};
+                    corr, false, add, accumulate, prep.top_steps, y, ldy_m, ldy_n};
+    int64_t rows = M, cols = N;
+    if (cost(N, M) < cost(M, N)) {
+      // Weight rows are read in whole 64-code vectors: pad them when N is not a multiple.
+      const int64_t Np = RoundUp(N, kMBlock);
+      if (Np != N) {
+        b_padded.assign(K * Np, 0);
+        for (int64_t kk = 0; kk < K; ++kk) std::memcpy(b_padded.data() + kk * Np, b + kk * N, N);
+      }
+      pp = PlaneProblem{prep.planes_t.data(), prep.planes_p, Np != N ? b_padded.data() : b, Np,
+                        at, K, ld_at, corr, true, add, accumulate, prep.top_steps, y, ldy_n, ldy_m};
+      rows = N, cols = M;
+    }
     // Tasks: passes of kPlaneRows rows (each table load serves them all) x column chunks
     // (several per pass when passes are few, so threads still have work).
-    const int64_t passes = (M + kPlaneRows - 1) / kPlaneRows;
-    const int64_t nchunks = std::min<int64_t>(N, std::max<int64_t>(1, 16 / passes));
-    const int64_t ncs = (N + nchunks - 1) / nchunks;
-    const int64_t work = std::min(M, kPlaneRows) * K * ncs;  // products per task
+    const int64_t passes = (rows + kPlaneRows - 1) / kPlaneRows;
+    const int64_t nchunks = std::min<int64_t>(cols, std::max<int64_t>(1, 16 / passes));
+    const int64_t ncs = (cols + nchunks - 1) / nchunks;
+    const int64_t work = std::min(rows, kPlaneRows) * K * ncs;  // products per task
     par(passes * nchunks, std::max<int64_t>(1, (1 << 18) / std::max<int64_t>(1, work)),
         [&](int64_t t0, int64_t t1) {
           for (int64_t t = t0; t < t1; ++t) {
             const int64_t m0 = (t / nchunks) * kPlaneRows, n0 = (t % nchunks) * ncs;
-            PlaneGemmVbmi(pp, m0, std::min(M, m0 + kPlaneRows), n0,
-                                  std::min(N, n0 + ncs));
+            if (n0 >= cols) continue;
+            PlaneGemmVbmi(pp, m0, std::min(rows, m0 + kPlaneRows), n0, std::min(cols, n0 + ncs));
           }
         });
   }
@@ -784,10 +812,11 @@ void MatMul(const Prepared& prep, const KernelVariants& variants, const uint8_t*
   if (prep.sep.ok && isa != Isa::kPortable)
     return run.Sep(*pw->sep, [&](int64_t m, int64_t k) { return ap[m * K + k]; }, M, corr.data(),
                    y, N, 1, par, ap);
-  if (M <= kGatherRows) {
-    // Few rows (batch-1 linear layers): the row-blocked GEMMs would compute kMBlock rows to
-    // use M. Per row and k, gather LUT[a[m, k]][b[k, n]] over n from the LUT row of a[m, k]
-    // (the depthwise kernel), threads over column chunks.
+  if (M <= kGatherRows && !kern.planes) {
+    // Few rows (batch-1 linear layers): the row-blocked gather GEMM would compute kMBlock rows
+    // to use M. Per row and k, gather LUT[a[m, k]][b[k, n]] over n from the LUT row of a[m, k]
+    // (the depthwise kernel), threads over column chunks. (The byte-plane path swaps rows and
+    // columns instead: GemmRunner::Planes.)
     constexpr int64_t kCols = 256;
     par(M * ((N + kCols - 1) / kCols), 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {

@@ -32,6 +32,9 @@ struct Prepared {
   int32_t bias = 0;
   int top_steps = 1;  // PlaneProblem::top_steps
   std::vector<uint8_t> planes;  // [256 b][planes_p][256 a]
+  // The same bytes with the roles swapped, [256 a][planes_p][256 b]: a table per activation
+  // code, looked up by weight codes (GemmRunner::Planes uses it when outputs have few rows).
+  std::vector<uint8_t> planes_t;
 };
 
 // The preparation of `lut` (int32 [65536]), shared process-wide by content: every node of
