@@ -162,6 +162,62 @@ def test_conv_row_blocks(lut_name, isa):
     assert_bitexact(got, np_conv(x, w, lut, 5, [1, 1], [1, 1, 1, 1], [1, 1], 1), lut_name)
 
 
+def _constant_tables_lut() -> np.ndarray:
+    """A 2-plane LUT whose E rows 0, 5, 200 and columns 0, 3 (weight codes) are constant:
+    rows 0 and 5 and both columns at the most common value (skipped), row 200 at another (not
+    skipped: one constant is added per skipped step). The constant is not the minimum, so
+    the skipped steps add a nonzero E."""
+    lut = _noisy(-300, 300, 12).astype(np.int64)
+    base = np.outer(A, B)
+    for r in (0, 5):
+        lut[r] = base[r] - 250
+    lut[200] = base[200] + 17
+    for c in (0, 3):
+        lut[:, c] = base[:, c] - 250
+    return lut.astype(np.int32)
+
+
+@pytest.mark.parametrize("lut_name", ["constant-tables", "mitchell"])
+def test_constant_tables_skipped(lut_name, isa):
+    """Byte-plane steps whose table is constant are skipped (GemmRunner::Planes): activations
+    at a constant-row code (most of them under ReLU) in the swapped orientation, zero weights
+    in the plain one; columns with few skips inside a skipping group walk every step; a
+    matrix of only skipped codes; and a 3x3 conv on ReLU-like input. Exact either way."""
+    from steport.train.multipliers import get_multiplier
+
+    lut = (_constant_tables_lut() if lut_name == "constant-tables"
+           else np.asarray(get_multiplier("mitchell").lut(), np.int32))
+    rng = np.random.default_rng(13)
+
+    def sparse(shape, share, codes, dtype):
+        x = rng.integers(-128 if dtype == np.int8 else 0, 128 if dtype == np.int8 else 256,
+                         shape, dtype=dtype)
+        pick = rng.random(shape) < share
+        x[pick] = rng.choice(np.asarray(codes, np.int64), pick.sum()).astype(dtype)
+        return x
+
+    cases = [  # (a, b): activations (uint8 codes) and weights (int8)
+        (sparse((300, 600), 0.6, [0, 5], np.uint8), rng.integers(-128, 128, (600, 100), dtype=np.int8)),
+        (rng.integers(0, 256, (300, 600), dtype=np.uint8), sparse((600, 40), 0.6, [0, 3], np.int8)),
+        (sparse((2, 1000), 0.7, [0], np.uint8), rng.integers(-128, 128, (1000, 70), dtype=np.int8)),
+        (np.zeros((5, 300), np.uint8), rng.integers(-128, 128, (300, 130), dtype=np.int8)),
+    ]
+    mixed = rng.integers(0, 256, (70, 520), dtype=np.uint8)  # every other row all skipped
+    mixed[::2] = 0
+    cases.append((mixed, rng.integers(-128, 128, (520, 200), dtype=np.int8)))
+    for i, (a, b) in enumerate(cases):
+        zp = [0, 7][i % 2]
+        feeds = {"A": a, "B": b, "lut": lut, "a_zero_point": np.array(zp, np.uint8)}
+        got = run_steport(mm_model(), feeds, threads=1 + i % 2)[0]
+        assert_bitexact(got, np_matmul(a, b, lut, zp), f"{lut_name} matmul case {i}")
+    x = sparse((2, 16, 12, 12), 0.5, [0], np.uint8)
+    w = rng.integers(-127, 128, (130, 16, 3, 3), dtype=np.int8)
+    model = conv_model(strides=[1, 1], pads=[1, 1, 1, 1], dilations=[1, 1], group=1)
+    feeds = {"X": x, "W": w, "lut": lut, "x_zero_point": np.array(0, np.uint8)}
+    got = run_steport(model, feeds, threads=2)[0]
+    assert_bitexact(got, np_conv(x, w, lut, 0, [1, 1], [1, 1, 1, 1], [1, 1], 1), f"{lut_name} conv")
+
+
 def test_lut_swap_between_runs():
     """One session, two LUTs with different prepared forms: the content cache must switch."""
     rng = np.random.default_rng(0)

@@ -134,6 +134,12 @@ struct PlaneProblem {
   int64_t K, N;
   const int32_t* corr;    // subtracted, per column ([N]) or per row ([M]); may be null
   bool corr_per_row;      // corr is indexed by row (the swapped orientation's channels)
+  // Codes of b whose tables hold one constant, skip_value (skip[c] = 1), or null: those
+  // k-steps are left out of the lookups and skip_value times their count added. Under ReLU
+  // most activation codes are the zero point, whose row usually is constant (LUT[0][b] = 0:
+  // E(0, b) = -bias). Lists are used for K < 2^24.
+  const uint8_t* skip;
+  uint32_t skip_value;
   int32_t add;            // added to every output (K * bias, mod 2^32)
   bool accumulate;        // y += result (y already holds the base part) instead of y = result
   int top_steps;          // 1, or k-steps (<= 256) the top plane may be summed in bytes:

@@ -5,7 +5,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "lut_gemm.h"
 
@@ -76,19 +78,21 @@ void GatherAccAvx512(const int32_t* row, const uint8_t* idx, int64_t stride, int
 namespace steport::approx {
 namespace {
 constexpr int64_t kChunk = 256;  // k-steps per 16-bit accumulation (256 * 255 < 65536)
+constexpr int64_t kPrefetchSteps = 8;  // how far ahead PlanePass prefetches index rows
+constexpr uint32_t kStepMask = (1u << 24) - 1;  // k in a step-list entry
 
-// One pass: R blocks of 64 rows (rows valid of them) x one column n, all K.
-// tot[r * 64 + i] holds row 2i of block r, tot[r * 64 + 32 + i] row 2i + 1 (int32, wrapping).
+// One pass: R blocks of 64 rows x one column n, over the k-steps steps[0, nsteps) (kfirst +
+// [0, nsteps) when kList is false), added into tot: tot[r * 64 + i] holds row 2i of block r,
+// tot[r * 64 + 32 + i] row 2i + 1 (int32, wrapping).
 // kTop8: the top plane's bytes are small (<= 255 / p.top_steps), so they are summed in bytes
 // for top_steps k-steps before joining the 16-bit sums (one add instead of shift + 2 adds).
-template <int P, int R, bool kTop8>
-void PlanePass(const PlaneProblem& p, int64_t m0, int64_t rows, int64_t n) {
-  alignas(64) int32_t tot[R * 64];
-  for (int i = 0; i < R * 64; ++i) tot[i] = 0;
+template <int P, int R, bool kTop8, bool kList>
+void PlanePass(const PlaneProblem& p, int64_t m0, int64_t n, const uint32_t* steps,
+               int64_t kfirst, int64_t nsteps, int32_t* tot) {
   const uint8_t* at = p.at + m0;
   constexpr int kWide = kTop8 ? P - 1 : P;  // planes summed in 16-bit lanes every step
-  for (int64_t k0 = 0; k0 < p.K; k0 += kChunk) {
-    const int64_t k1 = std::min(p.K, k0 + kChunk);
+  for (int64_t k0 = 0; k0 < nsteps; k0 += kChunk) {
+    const int64_t k1 = std::min(nsteps, k0 + kChunk);
     // Word w of accw = byte sums of rows 2w (low byte) + 256 * rows 2w+1 (mod 2^16);
     // acco = byte sums of rows 2w+1 alone, so the low-byte sums are accw - 256 * acco.
     __m512i accw[R][P], acco[R][P];
@@ -99,8 +103,17 @@ void PlanePass(const PlaneProblem& p, int64_t m0, int64_t rows, int64_t n) {
       const int64_t ke = std::min(k1, ks + S);
       __m512i acc8[R];
       for (int r = 0; r < R; ++r) acc8[r] = _mm512_setzero_si512();
-      for (int64_t k = ks; k < ke; ++k) {
-        const uint8_t* t = p.planes + int64_t(p.b[k * p.N + n]) * P * 256;
+      for (int64_t ki = ks; ki < ke; ++ki) {
+        // List entries are k | code << 24 (the code read when the list was built).
+        const int64_t k = kList ? int64_t(steps[ki] & kStepMask) : kfirst + ki;
+        const int64_t code = kList ? int64_t(steps[ki] >> 24) : int64_t(p.b[k * p.N + n]);
+        // The index rows of a later step: skipped steps make the walk over k irregular, which
+        // the hardware prefetcher does not follow (a batch-1 matmul streams its weights).
+        if (kList && ki + kPrefetchSteps < nsteps) {
+          const uint8_t* ahead = at + int64_t(steps[ki + kPrefetchSteps] & kStepMask) * p.ld_at;
+          for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(ahead + r * 64), _MM_HINT_T0);
+        }
+        const uint8_t* t = p.planes + code * P * 256;
         __m512i idx[R];
         __mmask64 hi[R];
         for (int r = 0; r < R; ++r) {
@@ -132,8 +145,8 @@ void PlanePass(const PlaneProblem& p, int64_t m0, int64_t rows, int64_t n) {
         }
     }
     for (int r = 0; r < R; ++r) {
-      __m512i te0 = _mm512_load_si512(tot + r * 64), te1 = _mm512_load_si512(tot + r * 64 + 16);
-      __m512i to0 = _mm512_load_si512(tot + r * 64 + 32), to1 = _mm512_load_si512(tot + r * 64 + 48);
+      __m512i te0 = _mm512_loadu_si512(tot + r * 64), te1 = _mm512_loadu_si512(tot + r * 64 + 16);
+      __m512i to0 = _mm512_loadu_si512(tot + r * 64 + 32), to1 = _mm512_loadu_si512(tot + r * 64 + 48);
       for (int j = 0; j < P; ++j) {
         const __m512i odd = acco[r][j];
         const __m512i even = _mm512_sub_epi16(accw[r][j], _mm512_slli_epi16(odd, 8));
@@ -146,36 +159,106 @@ void PlanePass(const PlaneProblem& p, int64_t m0, int64_t rows, int64_t n) {
         to0 = _mm512_add_epi32(to0, widen(odd, 0));
         to1 = _mm512_add_epi32(to1, widen(odd, 1));
       }
-      _mm512_store_si512(tot + r * 64, te0);
-      _mm512_store_si512(tot + r * 64 + 16, te1);
-      _mm512_store_si512(tot + r * 64 + 32, to0);
-      _mm512_store_si512(tot + r * 64 + 48, to1);
+      _mm512_storeu_si512(tot + r * 64, te0);
+      _mm512_storeu_si512(tot + r * 64 + 16, te1);
+      _mm512_storeu_si512(tot + r * 64 + 32, to0);
+      _mm512_storeu_si512(tot + r * 64 + 48, to1);
     }
-  }
-  const uint32_t add = static_cast<uint32_t>(p.add) -
-                       (p.corr && !p.corr_per_row ? static_cast<uint32_t>(p.corr[n]) : 0u);
-  for (int64_t i = 0; i < rows; ++i) {
-    const int64_t r = i >> 6, w = i & 63;
-    const uint32_t row_corr = p.corr && p.corr_per_row ? static_cast<uint32_t>(p.corr[m0 + i]) : 0u;
-    const uint32_t v = static_cast<uint32_t>(tot[r * 64 + (w & 1) * 32 + (w >> 1)]) + add - row_corr;
-    int32_t* out = p.y + (m0 + i) * p.ldy_m + n * p.ldy_n;
-    *out = static_cast<int32_t>(p.accumulate ? static_cast<uint32_t>(*out) + v : v);
   }
 }
 
+// Writes columns [n0, n0 + nc) of rows [m0, m0 + rows): column n0 + j from tot + j * ld_tot
+// (PlanePass's layout) plus p.skip_value * skipped[j]. Along y's shorter stride: a swapped
+// problem (columns = pixels of one output plane) writes row by row, contiguously, rather
+// than one word per plane-sized stride.
+void WriteColumns(const PlaneProblem& p, int64_t m0, int64_t rows, int64_t n0, int64_t nc,
+                  const int32_t* tot, int64_t ld_tot, const int64_t* skipped) {
+  uint32_t add[64];
+  for (int64_t j = 0; j < nc; ++j)
+    add[j] = static_cast<uint32_t>(p.add) + p.skip_value * static_cast<uint32_t>(skipped[j]) -
+             (p.corr && !p.corr_per_row ? static_cast<uint32_t>(p.corr[n0 + j]) : 0u);
+  auto put = [&](int64_t i, int64_t j) {
+    const int64_t pos = (i >> 6) * 64 + (i & 1) * 32 + ((i & 63) >> 1);
+    const uint32_t row_corr = p.corr && p.corr_per_row ? static_cast<uint32_t>(p.corr[m0 + i]) : 0u;
+    const uint32_t v = static_cast<uint32_t>(tot[j * ld_tot + pos]) + add[j] - row_corr;
+    int32_t* o = p.y + (m0 + i) * p.ldy_m + (n0 + j) * p.ldy_n;
+    *o = static_cast<int32_t>(p.accumulate ? static_cast<uint32_t>(*o) + v : v);
+  };
+  if (std::abs(p.ldy_n) < std::abs(p.ldy_m)) {  // along the shorter stride
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < nc; ++j) put(i, j);
+  } else {
+    for (int64_t j = 0; j < nc; ++j)
+      for (int64_t i = 0; i < rows; ++i) put(i, j);
+  }
+}
+
+// PlanePass for `blocks` <= R row blocks.
+template <int P, int R, bool kTop8, bool kList>
+void PlanePassRows(const PlaneProblem& p, int64_t m0, int64_t blocks, int64_t n,
+                   const uint32_t* steps, int64_t kfirst, int64_t nsteps, int32_t* tot) {
+  if (blocks == R) return PlanePass<P, R, kTop8, kList>(p, m0, n, steps, kfirst, nsteps, tot);
+  if constexpr (R > 1) {
+    if (blocks == 1) PlanePass<P, 1, kTop8, kList>(p, m0, n, steps, kfirst, nsteps, tot);
+    else if (blocks == 2) PlanePass<P, 2, kTop8, kList>(p, m0, n, steps, kfirst, nsteps, tot);
+    else PlanePass<P, 3, kTop8, kList>(p, m0, n, steps, kfirst, nsteps, tot);
+  }
+}
+
+// Columns in groups of 64, row passes of R blocks. With p.skip (PlaneProblem), each group first gathers its codes
+// (block[k * 64 + j]) and each step's live columns (live[k], bit j) in row order, vector by
+// vector, so the step lists are built from contiguous memory rather than one code per row of
+// b (a column of a 1024-pixel im2col touches a cache line per step).
 template <int P, int R, bool kTop8>
 void PlaneRange(const PlaneProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
                 int64_t n_end) {
-  for (int64_t m0 = m_begin; m0 < m_end; m0 += 64 * R) {
-    const int64_t rows = std::min<int64_t>(64 * R, m_end - m0);
-    const int64_t blocks = (rows + 63) / 64;
-    for (int64_t n = n_begin; n < n_end; ++n) {
-      if (blocks == R) PlanePass<P, R, kTop8>(p, m0, rows, n);
-      else if constexpr (R > 1) {
-        if (blocks == 1) PlanePass<P, 1, kTop8>(p, m0, rows, n);
-        else if (blocks == 2) PlanePass<P, 2, kTop8>(p, m0, rows, n);
-        else PlanePass<P, 3, kTop8>(p, m0, rows, n);
+  const bool skipping = p.skip && p.K <= int64_t(kStepMask);
+  thread_local std::vector<uint8_t> block;
+  thread_local std::vector<uint64_t> live;
+  thread_local std::vector<uint32_t> steps;
+  thread_local std::vector<int32_t> tot_buf;
+  tot_buf.resize(64 * R * 64);
+  int64_t skipped[64];
+  if (skipping) block.resize(p.K * 64), live.resize(p.K), steps.resize(p.K);
+  for (int64_t g0 = n_begin; g0 < n_end; g0 += 64) {
+    const int64_t gn = std::min<int64_t>(64, n_end - g0);
+    if (skipping) {
+      const __mmask64 lanes = gn == 64 ? ~__mmask64(0) : (__mmask64(1) << gn) - 1;
+      const __m512i f0 = _mm512_loadu_si512(p.skip), f1 = _mm512_loadu_si512(p.skip + 64);
+      const __m512i f2 = _mm512_loadu_si512(p.skip + 128), f3 = _mm512_loadu_si512(p.skip + 192);
+      for (int64_t k = 0; k < p.K; ++k) {
+        const __m512i codes = _mm512_maskz_loadu_epi8(lanes, p.b + k * p.N + g0);
+        _mm512_storeu_si512(block.data() + k * 64, codes);
+        const __m512i skip = _mm512_mask_blend_epi8(_mm512_movepi8_mask(codes),
+                                                    _mm512_permutex2var_epi8(f0, codes, f1),
+                                                    _mm512_permutex2var_epi8(f2, codes, f3));
+        live[k] = _mm512_testn_epi8_mask(skip, skip) & lanes;
       }
+    }
+    for (int64_t m0 = m_begin; m0 < m_end; m0 += 64 * R) {
+      const int64_t rows = std::min<int64_t>(64 * R, m_end - m0);
+      const int64_t blocks = (rows + 63) / 64;
+      std::fill(tot_buf.begin(), tot_buf.begin() + gn * R * 64, 0);
+      std::fill(skipped, skipped + gn, 0);
+      for (int64_t j = 0; j < gn; ++j) {
+        int32_t* tot = tot_buf.data() + j * R * 64;
+        if (skipping) {
+          int64_t nsteps = 0;
+          for (int64_t k = 0; k < p.K; ++k) {  // branch-free compaction
+            steps[nsteps] = uint32_t(k) | uint32_t(block[k * 64 + j]) << 24;
+            nsteps += (live[k] >> j) & 1;
+          }
+          // A short list pays for its irregular walk; a few skips do not (the plain walk
+          // adds their constant tables' lookups, which sum to the same).
+          if (nsteps * 8 <= p.K * 7) {
+            PlanePassRows<P, R, kTop8, true>(p, m0, blocks, g0 + j, steps.data(), 0, nsteps, tot);
+            skipped[j] = p.K - nsteps;
+            continue;
+          }
+        }
+        PlanePassRows<P, R, kTop8, false>(p, m0, blocks, g0 + j, nullptr, 0, p.K, tot);
+      }
+      WriteColumns(p, m0, rows, g0, gn, tot_buf.data(), R * 64, skipped);
     }
   }
 }

@@ -129,6 +129,29 @@ void PreparePlanes(Prepared& p) {
         p.planes_t[(a * P + j) * 256 + b] = uint8_t(e >> (8 * j));
       }
     }
+  // Constant tables (the value is E without the bias, as the planes hold it).
+  auto e_at = [&](int a, int b) {
+    uint32_t e = 0;
+    for (int j = 0; j < P; ++j) e |= uint32_t(p.planes[(b * P + j) * 256 + a]) << (8 * j);
+    return e;
+  };
+  // flags[c] for the tables holding the most common constant (value(c, o) over o).
+  auto flag_constant = [](auto value, std::array<uint8_t, 256>& flags, uint32_t& common, bool& any) {
+    std::map<uint32_t, int> count;
+    std::array<bool, 256> constant{};
+    for (int c = 0; c < 256; ++c) {
+      constant[c] = true;
+      for (int o = 1; o < 256 && constant[c]; ++o) constant[c] = value(c, o) == value(c, 0);
+      if (constant[c]) ++count[value(c, 0)];
+    }
+    int best = 0;
+    for (const auto& [v, n] : count)
+      if (n > best) best = n, common = v;
+    for (int c = 0; c < 256; ++c) flags[c] = constant[c] && value(c, 0) == common;
+    any = best > 0;
+  };
+  flag_constant([&](int b, int a) { return e_at(a, b); }, p.const_col, p.const_col_e, p.any_const_col);
+  flag_constant([&](int a, int b) { return e_at(a, b); }, p.const_row, p.const_row_e, p.any_const_row);
   int top = 0;
   for (int b = 0; b < 256; ++b)
     for (int a = 0; a < 256; ++a) top = std::max<int>(top, p.planes[(b * P + P - 1) * 256 + a]);
@@ -365,24 +388,46 @@ struct GemmRunner {
   // The byte-plane part alone: y (+)= sum_k E(a, b) + K * bias - corr.
   // PlaneGemmVbmi loads one code's tables once per pass of up to kPlaneRows rows and fills
   // 64-row vectors, so few rows waste it: an 8x8 output (64 rows) reloads the tables for every
-  // 64 lookups, a matmul at batch 1 uses 1 lane in 64. Then the roles swap: the weight
+  // 64 lookups, a matmul at batch 1 uses 1 lane in 64. There the roles swap: the weight
   // columns become the rows (looked up by weight code in planes_t) and the activation rows
-  // the columns; the sums are the same integers, written transposed.
+  // the columns; the sums are the same integers, written transposed. Steps whose table is
+  // constant are skipped (PlaneProblem::skip): in the swapped orientation those are the
+  // activations at a constant-row code, after ReLU most of them, which can make swapping
+  // worth it for large outputs too; the choice counts them.
   void Planes(const uint8_t* at, int64_t ld_at, int64_t M, int64_t K, const uint8_t* b,
               int64_t N, const int32_t* corr, bool accumulate, int32_t* y, int64_t ldy_m,
               int64_t ldy_n, const ParFn& par) const {
     const int32_t add = static_cast<int32_t>(static_cast<uint32_t>(K) * static_cast<uint32_t>(prep.bias));
-    // Relative cost of rows x cols: one vector per 64-row block and column, plus a table
-    // load (about one block's lookups) per pass of up to kPlaneRows / 64 blocks.
-    auto cost = [](int64_t rows, int64_t cols) {
+    // Relative cost per live step of a column: one vector per 64-row block, plus a table load
+    // (about one block's lookups) per pass of up to kPlaneRows / 64 blocks.
+    auto per_step = [](int64_t rows) {
       const int64_t blocks = (rows + kMBlock - 1) / kMBlock;
-      return cols * (blocks + (blocks + kPlaneRows / kMBlock - 1) / (kPlaneRows / kMBlock));
+      return double(blocks + (blocks + kPlaneRows / kMBlock - 1) / (kPlaneRows / kMBlock));
     };
+    // Steps left after skipping constant tables, summed over columns (codes[k * ld + c]),
+    // estimated from a sample of k rows (~4 Ki codes: counting them all would cost as much
+    // as the lookups when the other side is small, e.g. the weights of a batch-1 matmul).
+    // Below 1/8 skipped, PlaneGemmVbmi would not use its step lists: none are built.
+    auto skipped_share = [&](const uint8_t* codes, int64_t ld, int64_t cols, bool any,
+                             const std::array<uint8_t, 256>& flags) {
+      if (!any || K * cols == 0) return 0.0;
+      const int64_t stride = std::max<int64_t>(1, K * cols / 4096);
+      int64_t seen = 0, skipped = 0;
+      for (int64_t kk = 0; kk < K; kk += stride, seen += cols)
+        for (int64_t c = 0; c < cols; ++c) skipped += flags[codes[kk * ld + c]];
+      const double share = double(skipped) / double(seen);
+      return share < 0.125 ? 0.0 : share;
+    };
+    const double skip_n = skipped_share(b, N, N, prep.any_const_col, prep.const_col);
+    const double skip_m = skipped_share(at, ld_at, M, prep.any_const_row, prep.const_row);
+    // + 0.1 per step for building the step lists
+    const double normal = double(K * N) * (per_step(M) * (1 - skip_n) + (skip_n > 0 ? 0.1 : 0));
+    const double swapped = double(K * M) * (per_step(N) * (1 - skip_m) + (skip_m > 0 ? 0.1 : 0));
     std::vector<uint8_t> b_padded;
-    PlaneProblem pp{prep.planes.data(), prep.planes_p, at, ld_at, b, K, N,
-                    corr, false, add, accumulate, prep.top_steps, y, ldy_m, ldy_n};
+    PlaneProblem pp{prep.planes.data(), prep.planes_p, at, ld_at, b, K, N, corr, false,
+                    skip_n > 0 ? prep.const_col.data() : nullptr, prep.const_col_e, add, accumulate, prep.top_steps, y, ldy_m, ldy_n};
     int64_t rows = M, cols = N;
-    if (cost(N, M) < cost(M, N)) {
+    if (swapped < normal) {
       // Weight rows are read in whole 64-code vectors: pad them when N is not a multiple.
       const int64_t Np = RoundUp(N, kMBlock);
       if (Np != N) {
@@ -390,7 +435,8 @@ struct GemmRunner {
         for (int64_t kk = 0; kk < K; ++kk) std::memcpy(b_padded.data() + kk * Np, b + kk * N, N);
       }
       pp = PlaneProblem{prep.planes_t.data(), prep.planes_p, Np != N ? b_padded.data() : b, Np,
-                        at, K, ld_at, corr, true, add, accumulate, prep.top_steps, y, ldy_n, ldy_m};
+                        at, K, ld_at, corr, true,
+                        skip_m > 0 ? prep.const_row.data() : nullptr, prep.const_row_e, add, accumulate, prep.top_steps, y, ldy_n, ldy_m};
       rows = N, cols = M;
     }
     // Tasks: passes of kPlaneRows rows (each table load serves them all) x column chunks

@@ -3,6 +3,7 @@
 // binding (ort/approx.cc) and the C ABI the PyTorch training ops call (train_abi.cc). Inputs
 // are validated by the callers; these functions trust shapes and sizes.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -35,6 +36,13 @@ struct Prepared {
   // The same bytes with the roles swapped, [256 a][planes_p][256 b]: a table per activation
   // code, looked up by weight codes (GemmRunner::Planes uses it when outputs have few rows).
   std::vector<uint8_t> planes_t;
+  // PlaneProblem::skip / skip_e for either orientation: the weight codes whose E column is
+  // constant over activations (tables of planes) and the activation codes whose E row is
+  // constant over weights (tables of planes_t; for an exact-at-0 multiplier, code 0).
+  // Only codes whose constant is the most common one (const_col_e / const_row_e) are flagged.
+  std::array<uint8_t, 256> const_col{}, const_row{};
+  uint32_t const_col_e = 0, const_row_e = 0;
+  bool any_const_col = false, any_const_row = false;
 };
 
 // The preparation of `lut` (int32 [65536]), shared process-wide by content: every node of
