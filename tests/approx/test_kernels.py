@@ -162,13 +162,20 @@ def test_conv_row_blocks(lut_name, isa):
     assert_bitexact(got, np_conv(x, w, lut, 5, [1, 1], [1, 1, 1, 1], [1, 1], 1), lut_name)
 
 
-def _constant_tables_lut() -> np.ndarray:
+def _constant_tables_lut(span: int) -> np.ndarray:
     """A 2-plane LUT whose E rows 0, 5, 200 and columns 0, 3 (weight codes) are constant:
     rows 0 and 5 and both columns at the most common value (skipped), row 200 at another (not
     skipped: one constant is added per skipped step). The constant is not the minimum, so
-    the skipped steps add a nonzero E."""
+    the skipped steps add a nonzero E. Rows 1-4, 6-40 and columns 1, 2, 4-20, 250-255 span
+    `span` (< 256) above offsets of their own: narrow one-plane tables, summed in bytes when
+    the span is small."""
+    rng = np.random.default_rng(12)
     lut = _noisy(-300, 300, 12).astype(np.int64)
     base = np.outer(A, B)
+    for r in [*range(1, 5), *range(6, 41)]:
+        lut[r] = base[r] + rng.integers(-300, 300 - span) + rng.integers(0, span + 1, 256)
+    for c in [1, 2, *range(4, 21), *range(250, 256)]:
+        lut[:, c] = base[:, c] + rng.integers(-300, 300 - span) + rng.integers(0, span + 1, 256)
     for r in (0, 5):
         lut[r] = base[r] - 250
     lut[200] = base[200] + 17
@@ -177,16 +184,17 @@ def _constant_tables_lut() -> np.ndarray:
     return lut.astype(np.int32)
 
 
-@pytest.mark.parametrize("lut_name", ["constant-tables", "mitchell"])
-def test_constant_tables_skipped(lut_name, isa):
-    """Byte-plane steps whose table is constant are skipped (GemmRunner::Planes): activations
-    at a constant-row code (most of them under ReLU) in the swapped orientation, zero weights
-    in the plain one; columns with few skips inside a skipping group walk every step; a
+@pytest.mark.parametrize("lut_name", ["tables-span-255", "tables-span-40", "mitchell"])
+def test_constant_and_narrow_tables(lut_name, isa):
+    """Byte-plane steps whose table is constant are skipped and those whose table spans < 256
+    take one plane (GemmRunner::Planes, PlaneTables): activations at a constant-row code (most
+    of them under ReLU) or small codes in the swapped orientation, zero or small weights in
+    the plain one; columns with few such steps inside a listing group walk every step; a
     matrix of only skipped codes; and a 3x3 conv on ReLU-like input. Exact either way."""
     from steport.train.multipliers import get_multiplier
 
-    lut = (_constant_tables_lut() if lut_name == "constant-tables"
-           else np.asarray(get_multiplier("mitchell").lut(), np.int32))
+    lut = (np.asarray(get_multiplier("mitchell").lut(), np.int32) if lut_name == "mitchell"
+           else _constant_tables_lut(int(lut_name.rsplit("-", 1)[1])))
     rng = np.random.default_rng(13)
 
     def sparse(shape, share, codes, dtype):
@@ -205,12 +213,18 @@ def test_constant_tables_skipped(lut_name, isa):
     mixed = rng.integers(0, 256, (70, 520), dtype=np.uint8)  # every other row all skipped
     mixed[::2] = 0
     cases.append((mixed, rng.integers(-128, 128, (520, 200), dtype=np.int8)))
+    small = rng.integers(0, 12, (200, 700), dtype=np.uint8)  # ReLU-like: small codes, zeros
+    small[rng.random(small.shape) < 0.3] = 0
+    cases.append((small, rng.integers(-128, 128, (700, 150), dtype=np.int8)))
+    cases.append((rng.integers(0, 256, (300, 400), dtype=np.uint8),  # small weights
+                  rng.integers(-6, 21, (400, 30), dtype=np.int8)))
     for i, (a, b) in enumerate(cases):
         zp = [0, 7][i % 2]
         feeds = {"A": a, "B": b, "lut": lut, "a_zero_point": np.array(zp, np.uint8)}
         got = run_steport(mm_model(), feeds, threads=1 + i % 2)[0]
         assert_bitexact(got, np_matmul(a, b, lut, zp), f"{lut_name} matmul case {i}")
     x = sparse((2, 16, 12, 12), 0.5, [0], np.uint8)
+    x[1] %= 12
     w = rng.integers(-127, 128, (130, 16, 3, 3), dtype=np.int8)
     model = conv_model(strides=[1, 1], pads=[1, 1, 1, 1], dilations=[1, 1], group=1)
     feeds = {"X": x, "W": w, "lut": lut, "x_zero_point": np.array(0, np.uint8)}

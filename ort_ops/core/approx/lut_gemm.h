@@ -125,31 +125,46 @@ void MapBytesVbmi(const uint8_t* table, const uint8_t* src, int64_t n, uint8_t* 
 // vpermi2b + a blend on bit 7) instead of with memory gathers. Byte sums are accumulated in
 // 16-bit lanes for at most 256 k-steps (256 * 255 < 2^16), then widened and recombined
 // exactly: sum_k E = sum_j 2^(8j) * sum_k byte_j (mod 2^32).
-struct PlaneProblem {
+// The tables of one orientation: one per code of PlaneProblem::b (the code that selects it),
+// indexed by the codes of PlaneProblem::at.
+struct PlaneTables {
   const uint8_t* planes;  // [256][P][256]
   int P;                  // 1..4
-  const uint8_t* at;      // activation codes transposed, at[k * ld_at + m]
+  int top_steps;          // 1, or k-steps (<= 256) the top plane may be summed in bytes:
+                          // top_steps * max(top plane byte) <= 255
+  // Codes whose tables hold one constant, skip_value (skip[c] = 1), or null: those k-steps
+  // are left out of the lookups and skip_value times their count added. Under ReLU most
+  // activation codes are the zero point, whose row usually is constant (LUT[0][b] = 0:
+  // E(0, b) = -bias).
+  const uint8_t* skip;
+  uint32_t skip_value;
+  // Codes whose table spans less than 256 (is_narrow[c] = 1), or null: their steps are looked
+  // up in one plane, narrow[c * 256 + x] = E - narrow_lo[c], and narrow_lo[c] added per step
+  // (narrow_lo is 0 for the other codes). Approximate multipliers err less on small
+  // operands, and most activation codes are small (Mitchell: rows 0..11 span < 256).
+  const uint8_t* narrow;
+  const uint8_t* is_narrow;
+  const uint32_t* narrow_lo;
+  int narrow_top_steps;  // top_steps of the narrow tables
+};
+
+struct PlaneProblem {
+  PlaneTables t;
+  const uint8_t* at;      // codes indexing the tables, at[k * ld_at + m]
   int64_t ld_at;          // >= round_up(M, kMBlock); padding columns readable
-  const uint8_t* b;       // weight codes [K][N]
+  const uint8_t* b;       // codes selecting the tables [K][N]
   int64_t K, N;
   const int32_t* corr;    // subtracted, per column ([N]) or per row ([M]); may be null
   bool corr_per_row;      // corr is indexed by row (the swapped orientation's channels)
-  // Codes of b whose tables hold one constant, skip_value (skip[c] = 1), or null: those
-  // k-steps are left out of the lookups and skip_value times their count added. Under ReLU
-  // most activation codes are the zero point, whose row usually is constant (LUT[0][b] = 0:
-  // E(0, b) = -bias). Lists are used for K < 2^24.
-  const uint8_t* skip;
-  uint32_t skip_value;
   int32_t add;            // added to every output (K * bias, mod 2^32)
   bool accumulate;        // y += result (y already holds the base part) instead of y = result
-  int top_steps;          // 1, or k-steps (<= 256) the top plane may be summed in bytes:
-                          // top_steps * max(top plane byte) <= 255
   int32_t* y;
   int64_t ldy_m, ldy_n;
 };
 // Rows [m_begin, m_end) x columns [n_begin, n_end); m_begin a multiple of kMBlock. A table
-// (for one weight code) is loaded once per kPlaneRows rows: callers should pass row ranges that
-// long and split columns for parallelism. Needs AVX-512 F+BW+VBMI.
+// (for one code of b) is loaded once per kPlaneRows rows: callers should pass row ranges that
+// long and split columns for parallelism. Skipped and narrow steps are walked from per-column
+// step lists when K < 2^24. Needs AVX-512 F+BW+VBMI.
 constexpr int64_t kPlaneRows = 256;
 void PlaneGemmVbmi(const PlaneProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
                    int64_t n_end);

@@ -84,7 +84,7 @@ constexpr uint32_t kStepMask = (1u << 24) - 1;  // k in a step-list entry
 // One pass: R blocks of 64 rows x one column n, over the k-steps steps[0, nsteps) (kfirst +
 // [0, nsteps) when kList is false), added into tot: tot[r * 64 + i] holds row 2i of block r,
 // tot[r * 64 + 32 + i] row 2i + 1 (int32, wrapping).
-// kTop8: the top plane's bytes are small (<= 255 / p.top_steps), so they are summed in bytes
+// kTop8: the top plane's bytes are small (<= 255 / p.t.top_steps), so they are summed in bytes
 // for top_steps k-steps before joining the 16-bit sums (one add instead of shift + 2 adds).
 template <int P, int R, bool kTop8, bool kList>
 void PlanePass(const PlaneProblem& p, int64_t m0, int64_t n, const uint32_t* steps,
@@ -98,7 +98,7 @@ void PlanePass(const PlaneProblem& p, int64_t m0, int64_t n, const uint32_t* ste
     __m512i accw[R][P], acco[R][P];
     for (int r = 0; r < R; ++r)
       for (int j = 0; j < P; ++j) accw[r][j] = acco[r][j] = _mm512_setzero_si512();
-    const int64_t S = kTop8 ? p.top_steps : kChunk;
+    const int64_t S = kTop8 ? p.t.top_steps : kChunk;
     for (int64_t ks = k0; ks < k1; ks += S) {
       const int64_t ke = std::min(k1, ks + S);
       __m512i acc8[R];
@@ -113,7 +113,7 @@ void PlanePass(const PlaneProblem& p, int64_t m0, int64_t n, const uint32_t* ste
           const uint8_t* ahead = at + int64_t(steps[ki + kPrefetchSteps] & kStepMask) * p.ld_at;
           for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(ahead + r * 64), _MM_HINT_T0);
         }
-        const uint8_t* t = p.planes + code * P * 256;
+        const uint8_t* t = p.t.planes + code * P * 256;
         __m512i idx[R];
         __mmask64 hi[R];
         for (int r = 0; r < R; ++r) {
@@ -168,14 +168,14 @@ void PlanePass(const PlaneProblem& p, int64_t m0, int64_t n, const uint32_t* ste
 }
 
 // Writes columns [n0, n0 + nc) of rows [m0, m0 + rows): column n0 + j from tot + j * ld_tot
-// (PlanePass's layout) plus p.skip_value * skipped[j]. Along y's shorter stride: a swapped
-// problem (columns = pixels of one output plane) writes row by row, contiguously, rather
-// than one word per plane-sized stride.
+// (PlanePass's layout) plus extra[j]. Along y's shorter stride: a swapped problem (columns =
+// pixels of one output plane) writes row by row, contiguously, rather than one word per
+// plane-sized stride.
 void WriteColumns(const PlaneProblem& p, int64_t m0, int64_t rows, int64_t n0, int64_t nc,
-                  const int32_t* tot, int64_t ld_tot, const int64_t* skipped) {
+                  const int32_t* tot, int64_t ld_tot, const uint32_t* extra) {
   uint32_t add[64];
   for (int64_t j = 0; j < nc; ++j)
-    add[j] = static_cast<uint32_t>(p.add) + p.skip_value * static_cast<uint32_t>(skipped[j]) -
+    add[j] = static_cast<uint32_t>(p.add) + extra[j] -
              (p.corr && !p.corr_per_row ? static_cast<uint32_t>(p.corr[n0 + j]) : 0u);
   auto put = [&](int64_t i, int64_t j) {
     const int64_t pos = (i >> 6) * 64 + (i & 1) * 32 + ((i & 63) >> 1);
@@ -205,60 +205,92 @@ void PlanePassRows(const PlaneProblem& p, int64_t m0, int64_t blocks, int64_t n,
   }
 }
 
-// Columns in groups of 64, row passes of R blocks. With p.skip (PlaneProblem), each group first gathers its codes
-// (block[k * 64 + j]) and each step's live columns (live[k], bit j) in row order, vector by
-// vector, so the step lists are built from contiguous memory rather than one code per row of
-// b (a column of a 1024-pixel im2col touches a cache line per step).
+// Step lists (all columns of a group): at most this many entries, so they stay in L2.
+constexpr int64_t kListEntries = 64 * 1024;
+
+// Columns in groups, row passes of R blocks. With skipped or narrow codes (PlaneTables), each
+// column walks step lists instead of every k: per group, the codes of each step are loaded
+// as one vector (row order, contiguous), their live (not skipped) and narrow lanes found with
+// two table lookups, and the set bits distributed to the columns' lists: the cost follows
+// the live steps, not K per column (a column of a 1024-pixel im2col read code by code
+// touches a cache line per step). Column j's list holds its wide steps from the front of
+// its K entries and its narrow steps from the back; the lists serve every row pass.
 template <int P, int R, bool kTop8>
 void PlaneRange(const PlaneProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
                 int64_t n_end) {
-  const bool skipping = p.skip && p.K <= int64_t(kStepMask);
-  thread_local std::vector<uint8_t> block;
-  thread_local std::vector<uint64_t> live;
-  thread_local std::vector<uint32_t> steps;
+  const bool listing = (p.t.skip || p.t.narrow) && p.K <= int64_t(kStepMask);
+  const int64_t group = listing ? std::clamp<int64_t>(kListEntries / std::max<int64_t>(1, p.K), 8, 64) : 64;
+  thread_local std::vector<uint32_t> lists;
   thread_local std::vector<int32_t> tot_buf;
   tot_buf.resize(64 * R * 64);
-  int64_t skipped[64];
-  if (skipping) block.resize(p.K * 64), live.resize(p.K), steps.resize(p.K);
-  for (int64_t g0 = n_begin; g0 < n_end; g0 += 64) {
-    const int64_t gn = std::min<int64_t>(64, n_end - g0);
-    if (skipping) {
+  if (listing) lists.resize(group * p.K);
+  int64_t nw[64], nn[64];
+  uint32_t extra[64];
+  bool use_lists[64];
+  // The narrow tables as a one-plane problem.
+  PlaneProblem pn = p;
+  pn.t.planes = p.t.narrow, pn.t.P = 1, pn.t.top_steps = p.t.narrow_top_steps;
+  // 256-entry byte flags -> the lanes whose code has its flag set
+  auto flagged = [](const uint8_t* flags, __m512i codes) -> __mmask64 {
+    if (!flags) return 0;
+    const __m512i f = _mm512_mask_blend_epi8(
+        _mm512_movepi8_mask(codes),
+        _mm512_permutex2var_epi8(_mm512_loadu_si512(flags), codes, _mm512_loadu_si512(flags + 64)),
+        _mm512_permutex2var_epi8(_mm512_loadu_si512(flags + 128), codes,
+                                 _mm512_loadu_si512(flags + 192)));
+    return _mm512_test_epi8_mask(f, f);
+  };
+  for (int64_t g0 = n_begin; g0 < n_end; g0 += group) {
+    const int64_t gn = std::min<int64_t>(group, n_end - g0);
+    if (listing) {
       const __mmask64 lanes = gn == 64 ? ~__mmask64(0) : (__mmask64(1) << gn) - 1;
-      const __m512i f0 = _mm512_loadu_si512(p.skip), f1 = _mm512_loadu_si512(p.skip + 64);
-      const __m512i f2 = _mm512_loadu_si512(p.skip + 128), f3 = _mm512_loadu_si512(p.skip + 192);
+      std::fill(nw, nw + gn, 0), std::fill(nn, nn + gn, 0), std::fill(extra, extra + gn, 0u);
       for (int64_t k = 0; k < p.K; ++k) {
         const __m512i codes = _mm512_maskz_loadu_epi8(lanes, p.b + k * p.N + g0);
-        _mm512_storeu_si512(block.data() + k * 64, codes);
-        const __m512i skip = _mm512_mask_blend_epi8(_mm512_movepi8_mask(codes),
-                                                    _mm512_permutex2var_epi8(f0, codes, f1),
-                                                    _mm512_permutex2var_epi8(f2, codes, f3));
-        live[k] = _mm512_testn_epi8_mask(skip, skip) & lanes;
+        alignas(64) uint8_t c[64];
+        _mm512_store_si512(c, codes);
+        const uint64_t live = ~flagged(p.t.skip, codes) & lanes;
+        const uint64_t narrow = live & (p.t.narrow ? flagged(p.t.is_narrow, codes) : 0);
+        for (uint64_t w = live & ~narrow; w; w &= w - 1) {
+          const int j = __builtin_ctzll(w);
+          lists[j * p.K + nw[j]++] = uint32_t(k) | uint32_t(c[j]) << 24;
+        }
+        for (uint64_t w = narrow; w; w &= w - 1) {
+          const int j = __builtin_ctzll(w);
+          lists[j * p.K + p.K - 1 - nn[j]++] = uint32_t(k) | uint32_t(c[j]) << 24;
+          extra[j] += p.t.narrow_lo[c[j]];
+        }
       }
+      for (int64_t j = 0; j < gn; ++j) {
+        const int64_t skipped = p.K - nw[j] - nn[j];
+        // Lists pay for their irregular walk when 1/8 of the steps are skipped or narrow;
+        // otherwise the plain walk (skipped steps' constant tables sum to the same).
+        use_lists[j] = skipped * 8 >= p.K || nn[j] * 8 >= p.K;
+        extra[j] = use_lists[j] ? extra[j] + p.t.skip_value * static_cast<uint32_t>(skipped) : 0u;
+      }
+    } else {
+      std::fill(use_lists, use_lists + gn, false), std::fill(extra, extra + gn, 0u);
     }
     for (int64_t m0 = m_begin; m0 < m_end; m0 += 64 * R) {
       const int64_t rows = std::min<int64_t>(64 * R, m_end - m0);
       const int64_t blocks = (rows + 63) / 64;
       std::fill(tot_buf.begin(), tot_buf.begin() + gn * R * 64, 0);
-      std::fill(skipped, skipped + gn, 0);
       for (int64_t j = 0; j < gn; ++j) {
         int32_t* tot = tot_buf.data() + j * R * 64;
-        if (skipping) {
-          int64_t nsteps = 0;
-          for (int64_t k = 0; k < p.K; ++k) {  // branch-free compaction
-            steps[nsteps] = uint32_t(k) | uint32_t(block[k * 64 + j]) << 24;
-            nsteps += (live[k] >> j) & 1;
-          }
-          // A short list pays for its irregular walk; a few skips do not (the plain walk
-          // adds their constant tables' lookups, which sum to the same).
-          if (nsteps * 8 <= p.K * 7) {
-            PlanePassRows<P, R, kTop8, true>(p, m0, blocks, g0 + j, steps.data(), 0, nsteps, tot);
-            skipped[j] = p.K - nsteps;
-            continue;
-          }
+        if (!use_lists[j]) {
+          PlanePassRows<P, R, kTop8, false>(p, m0, blocks, g0 + j, nullptr, 0, p.K, tot);
+          continue;
         }
-        PlanePassRows<P, R, kTop8, false>(p, m0, blocks, g0 + j, nullptr, 0, p.K, tot);
+        const uint32_t* list = lists.data() + j * p.K;
+        PlanePassRows<P, R, kTop8, true>(p, m0, blocks, g0 + j, list, 0, nw[j], tot);
+        if (nn[j] == 0) continue;
+        const uint32_t* narrow = list + p.K - nn[j];
+        if (pn.t.top_steps >= 2)
+          PlanePassRows<1, R, true, true>(pn, m0, blocks, g0 + j, narrow, 0, nn[j], tot);
+        else
+          PlanePassRows<1, R, false, true>(pn, m0, blocks, g0 + j, narrow, 0, nn[j], tot);
       }
-      WriteColumns(p, m0, rows, g0, gn, tot_buf.data(), R * 64, skipped);
+      WriteColumns(p, m0, rows, g0, gn, tot_buf.data(), R * 64, extra);
     }
   }
 }
@@ -266,7 +298,7 @@ void PlaneRange(const PlaneProblem& p, int64_t m_begin, int64_t m_end, int64_t n
 template <bool kTop8>
 void PlaneDispatch(const PlaneProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
                    int64_t n_end) {
-  switch (p.P) {
+  switch (p.t.P) {
     case 1: return PlaneRange<1, 4, kTop8>(p, m_begin, m_end, n_begin, n_end);
     case 2: return PlaneRange<2, 4, kTop8>(p, m_begin, m_end, n_begin, n_end);
     case 3: return PlaneRange<3, 2, kTop8>(p, m_begin, m_end, n_begin, n_end);
@@ -277,7 +309,7 @@ void PlaneDispatch(const PlaneProblem& p, int64_t m_begin, int64_t m_end, int64_
 
 void PlaneGemmVbmi(const PlaneProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
                    int64_t n_end) {
-  if (p.top_steps >= 2) PlaneDispatch<true>(p, m_begin, m_end, n_begin, n_end);
+  if (p.t.top_steps >= 2) PlaneDispatch<true>(p, m_begin, m_end, n_begin, n_end);
   else PlaneDispatch<false>(p, m_begin, m_end, n_begin, n_end);
 }
 

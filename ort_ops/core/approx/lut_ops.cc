@@ -116,48 +116,55 @@ void PreparePlanes(Prepared& p) {
   p.bias = static_cast<int32_t>(static_cast<uint32_t>(p.base_exact ? lo1 : lo0));
   p.planes_p = r < (1 << 8) ? 1 : r < (1 << 16) ? 2 : r < (1 << 24) ? 3 : 4;
   const int P = p.planes_p;
-  p.planes.assign(256 * P * 256, 0);
-  p.planes_t.assign(256 * P * 256, 0);
+  // E = LUT - base - bias modulo 2^32 (exactly the integer in [0, r] when r < 2^32).
+  std::vector<uint32_t> e(256 * 256);  // [a][b]
   for (int a = 0; a < 256; ++a)
-    for (int b = 0; b < 256; ++b) {
-      // E = LUT - base - bias modulo 2^32 (exactly the integer in [0, r] when r < 2^32).
-      const uint32_t e = static_cast<uint32_t>(p.lut[a * 256 + b]) -
-                         static_cast<uint32_t>(p.base_exact ? a * int32_t(int8_t(b)) : 0) -
-                         static_cast<uint32_t>(p.bias);
-      for (int j = 0; j < P; ++j) {
-        p.planes[(b * P + j) * 256 + a] = uint8_t(e >> (8 * j));
-        p.planes_t[(a * P + j) * 256 + b] = uint8_t(e >> (8 * j));
-      }
-    }
-  // Constant tables (the value is E without the bias, as the planes hold it).
-  auto e_at = [&](int a, int b) {
-    uint32_t e = 0;
-    for (int j = 0; j < P; ++j) e |= uint32_t(p.planes[(b * P + j) * 256 + a]) << (8 * j);
-    return e;
-  };
-  // flags[c] for the tables holding the most common constant (value(c, o) over o).
-  auto flag_constant = [](auto value, std::array<uint8_t, 256>& flags, uint32_t& common, bool& any) {
+    for (int b = 0; b < 256; ++b)
+      e[a * 256 + b] = static_cast<uint32_t>(p.lut[a * 256 + b]) -
+                       static_cast<uint32_t>(p.base_exact ? a * int32_t(int8_t(b)) : 0) -
+                       static_cast<uint32_t>(p.bias);
+  // One side: value(c, x) is E for selecting code c and index code x.
+  auto side = [P](auto value, Prepared::PlaneSide& s) {
+    s.planes.assign(256 * P * 256, 0);
+    for (int c = 0; c < 256; ++c)
+      for (int x = 0; x < 256; ++x)
+        for (int j = 0; j < P; ++j) s.planes[(c * P + j) * 256 + x] = uint8_t(value(c, x) >> (8 * j));
+    // Constant tables: only those at the most common constant are skipped (one value added
+    // per skipped step).
     std::map<uint32_t, int> count;
     std::array<bool, 256> constant{};
     for (int c = 0; c < 256; ++c) {
       constant[c] = true;
-      for (int o = 1; o < 256 && constant[c]; ++o) constant[c] = value(c, o) == value(c, 0);
+      for (int x = 1; x < 256 && constant[c]; ++x) constant[c] = value(c, x) == value(c, 0);
       if (constant[c]) ++count[value(c, 0)];
     }
     int best = 0;
     for (const auto& [v, n] : count)
-      if (n > best) best = n, common = v;
-    for (int c = 0; c < 256; ++c) flags[c] = constant[c] && value(c, 0) == common;
-    any = best > 0;
+      if (n > best) best = n, s.skip_value = v;
+    for (int c = 0; c < 256; ++c) s.skip[c] = constant[c] && value(c, 0) == s.skip_value;
+    s.any_skip = best > 0;
+    // Narrow tables (E spans < 256 over the index codes), when the full ones have 2+ planes.
+    if (P == 1) return;
+    s.narrow.assign(256 * 256, 0);
+    int top = 0;
+    for (int c = 0; c < 256; ++c) {
+      uint32_t lo = UINT32_MAX, hi = 0;
+      for (int x = 0; x < 256; ++x) lo = std::min(lo, value(c, x)), hi = std::max(hi, value(c, x));
+      if (hi - lo > 255 || s.skip[c]) continue;
+      s.is_narrow[c] = 1, s.narrow_lo[c] = lo, s.any_narrow = true;
+      for (int x = 0; x < 256; ++x) {
+        s.narrow[c * 256 + x] = uint8_t(value(c, x) - lo);
+        top = std::max<int>(top, s.narrow[c * 256 + x]);
+      }
+    }
+    s.narrow_top_steps = top == 0 ? 256 : std::min(256, 255 / top);
   };
-  flag_constant([&](int b, int a) { return e_at(a, b); }, p.const_col, p.const_col_e, p.any_const_col);
-  flag_constant([&](int a, int b) { return e_at(a, b); }, p.const_row, p.const_row_e, p.any_const_row);
+  side([&](int b, int a) { return e[a * 256 + b]; }, p.by_weight);
+  side([&](int a, int b) { return e[a * 256 + b]; }, p.by_activation);
   int top = 0;
-  for (int b = 0; b < 256; ++b)
-    for (int a = 0; a < 256; ++a) top = std::max<int>(top, p.planes[(b * P + P - 1) * 256 + a]);
+  for (uint32_t v : e) top = std::max<int>(top, int(v >> (8 * (P - 1))) & 0xFF);
   p.top_steps = top == 0 ? 256 : std::min(256, 255 / top);
 }
-
 
 // The switches (the gather GEMM for general LUTs, AMX off) come from SelectKernelVariants;
 // tests cover every path.
@@ -398,45 +405,59 @@ struct GemmRunner {
               int64_t N, const int32_t* corr, bool accumulate, int32_t* y, int64_t ldy_m,
               int64_t ldy_n, const ParFn& par) const {
     const int32_t add = static_cast<int32_t>(static_cast<uint32_t>(K) * static_cast<uint32_t>(prep.bias));
-    // Relative cost per live step of a column: one vector per 64-row block, plus a table load
+    // Relative cost per step of a column: one vector per 64-row block, plus a table load
     // (about one block's lookups) per pass of up to kPlaneRows / 64 blocks.
     auto per_step = [](int64_t rows) {
       const int64_t blocks = (rows + kMBlock - 1) / kMBlock;
       return double(blocks + (blocks + kPlaneRows / kMBlock - 1) / (kPlaneRows / kMBlock));
     };
-    // Steps left after skipping constant tables, summed over columns (codes[k * ld + c]),
-    // estimated from a sample of k rows (~4 Ki codes: counting them all would cost as much
-    // as the lookups when the other side is small, e.g. the weights of a batch-1 matmul).
-    // Below 1/8 skipped, PlaneGemmVbmi would not use its step lists: none are built.
-    auto skipped_share = [&](const uint8_t* codes, int64_t ld, int64_t cols, bool any,
-                             const std::array<uint8_t, 256>& flags) {
-      if (!any || K * cols == 0) return 0.0;
-      const int64_t stride = std::max<int64_t>(1, K * cols / 4096);
-      int64_t seen = 0, skipped = 0;
-      for (int64_t kk = 0; kk < K; kk += stride, seen += cols)
-        for (int64_t c = 0; c < cols; ++c) skipped += flags[codes[kk * ld + c]];
-      const double share = double(skipped) / double(seen);
-      return share < 0.125 ? 0.0 : share;
+    // One orientation: the tables of `side`, selected by codes[k * ld + c] for `cols` columns
+    // over `rows` rows. The shares of skipped and narrow steps are estimated from a sample of
+    // k rows (~4 Ki codes: counting them all would cost as much as the lookups when the other
+    // side is small, e.g. the weights of a batch-1 matmul); below 1/8 either is not used.
+    struct Choice {
+      PlaneTables t;
+      double cost;
     };
-    const double skip_n = skipped_share(b, N, N, prep.any_const_col, prep.const_col);
-    const double skip_m = skipped_share(at, ld_at, M, prep.any_const_row, prep.const_row);
-    // + 0.1 per step for building the step lists
-    const double normal = double(K * N) * (per_step(M) * (1 - skip_n) + (skip_n > 0 ? 0.1 : 0));
-    const double swapped = double(K * M) * (per_step(N) * (1 - skip_m) + (skip_m > 0 ? 0.1 : 0));
+    auto orientation = [&](const Prepared::PlaneSide& side, const uint8_t* codes, int64_t ld,
+                           int64_t rows, int64_t cols) {
+      Choice c{{side.planes.data(), prep.planes_p, prep.top_steps, nullptr, side.skip_value,
+                nullptr, side.is_narrow.data(), side.narrow_lo.data(), side.narrow_top_steps},
+               0.0};
+      double skip = 0, narrow = 0;
+      if ((side.any_skip || side.any_narrow) && K * cols > 0) {
+        const int64_t stride = std::max<int64_t>(1, K * cols / 4096);
+        int64_t seen = 0, skipped = 0, narrowed = 0;
+        for (int64_t kk = 0; kk < K; kk += stride, seen += cols)
+          for (int64_t j = 0; j < cols; ++j) {
+            const uint8_t code = codes[kk * ld + j];
+            skipped += side.skip[code], narrowed += side.is_narrow[code];
+          }
+        skip = double(skipped) / double(seen), narrow = double(narrowed) / double(seen);
+        skip = skip < 0.125 ? 0.0 : skip, narrow = narrow < 0.125 ? 0.0 : narrow;
+      }
+      if (skip > 0) c.t.skip = side.skip.data();
+      if (narrow > 0) c.t.narrow = side.narrow.data();
+      // A narrow step costs about 0.6 of a full one (1 plane of 2, no top-plane byte sums);
+      // building the step lists about 0.1.
+      const double lists = skip > 0 || narrow > 0 ? 0.1 : 0.0;
+      c.cost = double(K * cols) * (per_step(rows) * (1 - skip - 0.4 * narrow) + lists);
+      return c;
+    };
+    const Choice normal = orientation(prep.by_weight, b, N, M, N);
+    const Choice swapped = orientation(prep.by_activation, at, ld_at, N, M);
     std::vector<uint8_t> b_padded;
-    PlaneProblem pp{prep.planes.data(), prep.planes_p, at, ld_at, b, K, N, corr, false,
-                    skip_n > 0 ? prep.const_col.data() : nullptr, prep.const_col_e, add, accumulate, prep.top_steps, y, ldy_m, ldy_n};
+    PlaneProblem pp{normal.t, at, ld_at, b, K, N, corr, false, add, accumulate, y, ldy_m, ldy_n};
     int64_t rows = M, cols = N;
-    if (swapped < normal) {
+    if (swapped.cost < normal.cost) {
       // Weight rows are read in whole 64-code vectors: pad them when N is not a multiple.
       const int64_t Np = RoundUp(N, kMBlock);
       if (Np != N) {
         b_padded.assign(K * Np, 0);
         for (int64_t kk = 0; kk < K; ++kk) std::memcpy(b_padded.data() + kk * Np, b + kk * N, N);
       }
-      pp = PlaneProblem{prep.planes_t.data(), prep.planes_p, Np != N ? b_padded.data() : b, Np,
-                        at, K, ld_at, corr, true,
-                        skip_m > 0 ? prep.const_row.data() : nullptr, prep.const_row_e, add, accumulate, prep.top_steps, y, ldy_n, ldy_m};
+      pp = PlaneProblem{swapped.t, Np != N ? b_padded.data() : b, Np, at, K, ld_at, corr, true,
+                        add, accumulate, y, ldy_n, ldy_m};
       rows = N, cols = M;
     }
     // Tasks: passes of kPlaneRows rows (each table load serves them all) x column chunks

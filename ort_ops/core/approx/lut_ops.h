@@ -31,18 +31,22 @@ struct Prepared {
   bool base_exact = false;
   int planes_p = 4;
   int32_t bias = 0;
-  int top_steps = 1;  // PlaneProblem::top_steps
-  std::vector<uint8_t> planes;  // [256 b][planes_p][256 a]
-  // The same bytes with the roles swapped, [256 a][planes_p][256 b]: a table per activation
-  // code, looked up by weight codes (GemmRunner::Planes uses it when outputs have few rows).
-  std::vector<uint8_t> planes_t;
-  // PlaneProblem::skip / skip_e for either orientation: the weight codes whose E column is
-  // constant over activations (tables of planes) and the activation codes whose E row is
-  // constant over weights (tables of planes_t; for an exact-at-0 multiplier, code 0).
-  // Only codes whose constant is the most common one (const_col_e / const_row_e) are flagged.
-  std::array<uint8_t, 256> const_col{}, const_row{};
-  uint32_t const_col_e = 0, const_row_e = 0;
-  bool any_const_col = false, any_const_row = false;
+  int top_steps = 1;  // PlaneTables::top_steps
+  // The tables of one orientation and what PlaneTables derives from them.
+  struct PlaneSide {
+    std::vector<uint8_t> planes;  // [256 code][planes_p][256]
+    std::array<uint8_t, 256> skip{};  // only the codes at the most common constant
+    uint32_t skip_value = 0;
+    bool any_skip = false;
+    std::vector<uint8_t> narrow;  // [256 code][256], empty when planes_p == 1
+    std::array<uint8_t, 256> is_narrow{};
+    std::array<uint32_t, 256> narrow_lo{};
+    int narrow_top_steps = 1;
+    bool any_narrow = false;
+  };
+  // Tables per weight code indexed by activation codes (E columns), and the same bytes with
+  // the roles swapped (E rows: GemmRunner::Planes uses them when outputs have few rows).
+  PlaneSide by_weight, by_activation;
 };
 
 // The preparation of `lut` (int32 [65536]), shared process-wide by content: every node of
