@@ -177,19 +177,46 @@ void WriteColumns(const PlaneProblem& p, int64_t m0, int64_t rows, int64_t n0, i
   for (int64_t j = 0; j < nc; ++j)
     add[j] = static_cast<uint32_t>(p.add) + extra[j] -
              (p.corr && !p.corr_per_row ? static_cast<uint32_t>(p.corr[n0 + j]) : 0u);
-  auto put = [&](int64_t i, int64_t j) {
+  const bool row_corr = p.corr && p.corr_per_row;
+  auto value = [&](int64_t i, int64_t j) {  // tot holds row 2t of a block at t, 2t + 1 at 32 + t
     const int64_t pos = (i >> 6) * 64 + (i & 1) * 32 + ((i & 63) >> 1);
-    const uint32_t row_corr = p.corr && p.corr_per_row ? static_cast<uint32_t>(p.corr[m0 + i]) : 0u;
-    const uint32_t v = static_cast<uint32_t>(tot[j * ld_tot + pos]) + add[j] - row_corr;
-    int32_t* o = p.y + (m0 + i) * p.ldy_m + (n0 + j) * p.ldy_n;
+    return static_cast<uint32_t>(tot[j * ld_tot + pos]) + add[j] -
+           (row_corr ? static_cast<uint32_t>(p.corr[m0 + i]) : 0u);
+  };
+  auto put = [&](int32_t* o, uint32_t v) {
     *o = static_cast<int32_t>(p.accumulate ? static_cast<uint32_t>(*o) + v : v);
   };
-  if (std::abs(p.ldy_n) < std::abs(p.ldy_m)) {  // along the shorter stride
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < nc; ++j) put(i, j);
+  if (p.ldy_m == 1 && !row_corr) {  // columns contiguous in y: 64 rows per 4 vectors
+    const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi_idx = _mm512_add_epi32(lo_idx, _mm512_set1_epi32(8));
+    for (int64_t j = 0; j < nc; ++j) {
+      const int32_t* t = tot + j * ld_tot;
+      int32_t* out = p.y + m0 + (n0 + j) * p.ldy_n;
+      const __m512i addv = _mm512_set1_epi32(static_cast<int32_t>(add[j]));
+      int64_t i = 0;
+      for (; i + 64 <= rows; i += 64, t += 64) {
+        const __m512i e0 = _mm512_loadu_si512(t), e1 = _mm512_loadu_si512(t + 16);
+        const __m512i o0 = _mm512_loadu_si512(t + 32), o1 = _mm512_loadu_si512(t + 48);
+        __m512i v[4] = {_mm512_permutex2var_epi32(e0, lo_idx, o0), _mm512_permutex2var_epi32(e0, hi_idx, o0),
+                        _mm512_permutex2var_epi32(e1, lo_idx, o1), _mm512_permutex2var_epi32(e1, hi_idx, o1)};
+        for (int q = 0; q < 4; ++q) {
+          __m512i r = _mm512_add_epi32(v[q], addv);
+          if (p.accumulate) r = _mm512_add_epi32(r, _mm512_loadu_si512(out + i + 16 * q));
+          _mm512_storeu_si512(out + i + 16 * q, r);
+        }
+      }
+      for (; i < rows; ++i) put(out + i, value(i, j));
+    }
+  } else if (std::abs(p.ldy_n) < std::abs(p.ldy_m)) {  // along the shorter stride
+    for (int64_t i = 0; i < rows; ++i) {
+      int32_t* out = p.y + (m0 + i) * p.ldy_m + n0 * p.ldy_n;
+      for (int64_t j = 0; j < nc; ++j) put(out + j * p.ldy_n, value(i, j));
+    }
   } else {
-    for (int64_t j = 0; j < nc; ++j)
-      for (int64_t i = 0; i < rows; ++i) put(i, j);
+    for (int64_t j = 0; j < nc; ++j) {
+      int32_t* out = p.y + m0 * p.ldy_m + (n0 + j) * p.ldy_n;
+      for (int64_t i = 0; i < rows; ++i) put(out + i * p.ldy_m, value(i, j));
+    }
   }
 }
 

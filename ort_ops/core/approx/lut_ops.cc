@@ -405,47 +405,51 @@ struct GemmRunner {
               int64_t N, const int32_t* corr, bool accumulate, int32_t* y, int64_t ldy_m,
               int64_t ldy_n, const ParFn& par) const {
     const int32_t add = static_cast<int32_t>(static_cast<uint32_t>(K) * static_cast<uint32_t>(prep.bias));
-    // Relative cost per step of a column: one vector per 64-row block, plus a table load
-    // (about one block's lookups) per pass of up to kPlaneRows / 64 blocks.
-    auto per_step = [](int64_t rows) {
+    // Relative cost per step of a column (measured on VGG-small and the Fashion-MNIST CNN):
+    // one per 64-row block, two per table load (once per pass of up to kPlaneRows / 64
+    // blocks); a listed step one more (building and walking the lists), a narrow step 0.6
+    // of the blocks.
+    auto per_step = [](int64_t rows, double block_share) {
       const int64_t blocks = (rows + kMBlock - 1) / kMBlock;
-      return double(blocks + (blocks + kPlaneRows / kMBlock - 1) / (kPlaneRows / kMBlock));
+      const int64_t passes = (blocks + kPlaneRows / kMBlock - 1) / (kPlaneRows / kMBlock);
+      return double(blocks) * block_share + 2.0 * double(passes);
     };
     // One orientation: the tables of `side`, selected by codes[k * ld + c] for `cols` columns
-    // over `rows` rows. The shares of skipped and narrow steps are estimated from a sample of
-    // k rows (~4 Ki codes: counting them all would cost as much as the lookups when the other
-    // side is small, e.g. the weights of a batch-1 matmul); below 1/8 either is not used.
+    // over `rows` rows. With `lists`, the shares of skipped and narrow steps are estimated
+    // from a sample of k rows (~1 Ki codes, a few µs: counting them all would cost as much as
+    // the lookups when the other side is small, e.g. the weights of a batch-1 matmul); lists
+    // are used when either is at least 1/8. Only the swapped orientation lists: the codes
+    // that select its tables are activations (zeros and small codes under ReLU); weights
+    // rarely skip enough to pay for the lists (measured slower on the Fashion-MNIST CNN).
     struct Choice {
       PlaneTables t;
       double cost;
     };
     auto orientation = [&](const Prepared::PlaneSide& side, const uint8_t* codes, int64_t ld,
-                           int64_t rows, int64_t cols) {
+                           int64_t rows, int64_t cols, bool lists) {
       Choice c{{side.planes.data(), prep.planes_p, prep.top_steps, nullptr, side.skip_value,
                 nullptr, side.is_narrow.data(), side.narrow_lo.data(), side.narrow_top_steps},
-               0.0};
-      double skip = 0, narrow = 0;
-      if ((side.any_skip || side.any_narrow) && K * cols > 0) {
-        const int64_t stride = std::max<int64_t>(1, K * cols / 4096);
-        int64_t seen = 0, skipped = 0, narrowed = 0;
-        for (int64_t kk = 0; kk < K; kk += stride, seen += cols)
-          for (int64_t j = 0; j < cols; ++j) {
-            const uint8_t code = codes[kk * ld + j];
-            skipped += side.skip[code], narrowed += side.is_narrow[code];
-          }
-        skip = double(skipped) / double(seen), narrow = double(narrowed) / double(seen);
-        skip = skip < 0.125 ? 0.0 : skip, narrow = narrow < 0.125 ? 0.0 : narrow;
-      }
-      if (skip > 0) c.t.skip = side.skip.data();
-      if (narrow > 0) c.t.narrow = side.narrow.data();
-      // A narrow step costs about 0.6 of a full one (1 plane of 2, no top-plane byte sums);
-      // building the step lists about 0.1.
-      const double lists = skip > 0 || narrow > 0 ? 0.1 : 0.0;
-      c.cost = double(K * cols) * (per_step(rows) * (1 - skip - 0.4 * narrow) + lists);
+               double(K * cols) * per_step(rows, 1.0)};
+      if (!lists || !(side.any_skip || side.any_narrow) || K * cols == 0) return c;
+      const int64_t stride = std::max<int64_t>(1, K * cols / 1024);
+      int64_t seen = 0, skipped = 0, narrowed = 0;
+      for (int64_t kk = 0; kk < K; kk += stride, seen += cols)
+        for (int64_t j = 0; j < cols; ++j) {
+          const uint8_t code = codes[kk * ld + j];
+          skipped += side.skip[code], narrowed += side.is_narrow[code];
+        }
+      const double skip = double(skipped) / double(seen), narrow = double(narrowed) / double(seen);
+      if (skip < 0.125 && narrow < 0.125) return c;
+      c.t.skip = side.any_skip ? side.skip.data() : nullptr;
+      c.t.narrow = side.any_narrow ? side.narrow.data() : nullptr;
+      const double wide = 1.0 - skip - (c.t.narrow ? narrow : 0.0);
+      c.cost = double(K * cols) * (wide * (per_step(rows, 1.0) + 1.0) +
+                                   (c.t.narrow ? narrow * (per_step(rows, 0.6) + 1.0) : 0.0) +
+                                   0.2);  // + reading each step's codes for the lists
       return c;
     };
-    const Choice normal = orientation(prep.by_weight, b, N, M, N);
-    const Choice swapped = orientation(prep.by_activation, at, ld_at, N, M);
+    const Choice normal = orientation(prep.by_weight, b, N, M, N, false);
+    const Choice swapped = orientation(prep.by_activation, at, ld_at, N, M, true);
     std::vector<uint8_t> b_padded;
     PlaneProblem pp{normal.t, at, ld_at, b, K, N, corr, false, add, accumulate, y, ldy_m, ldy_n};
     int64_t rows = M, cols = N;
