@@ -188,8 +188,9 @@ def _constant_tables_lut(span: int) -> np.ndarray:
 def test_constant_and_narrow_tables(lut_name, isa):
     """Byte-plane steps whose table is constant are skipped and those whose table spans < 256
     take one plane (GemmRunner::Planes, PlaneTables): activations at a constant-row code (most
-    of them under ReLU) or small codes in the swapped orientation, zero or small weights in
-    the plain one; columns with few such steps inside a listing group walk every step; a
+    of them under ReLU) or small codes, in the swapped orientation, the only one that lists;
+    zero or small weights (constant or narrow columns, which the plain orientation walks
+    like any other); columns with few such steps inside a listing group walk every step; a
     matrix of only skipped codes; and a 3x3 conv on ReLU-like input. Exact either way."""
     from steport.train.multipliers import get_multiplier
 

@@ -81,14 +81,14 @@ constexpr int64_t kChunk = 256;  // k-steps per 16-bit accumulation (256 * 255 <
 constexpr int64_t kPrefetchSteps = 8;  // how far ahead PlanePass prefetches index rows
 constexpr uint32_t kStepMask = (1u << 24) - 1;  // k in a step-list entry
 
-// One pass: R blocks of 64 rows x one column n, over the k-steps steps[0, nsteps) (kfirst +
-// [0, nsteps) when kList is false), added into tot: tot[r * 64 + i] holds row 2i of block r,
+// One pass: R blocks of 64 rows x one column n, over the k-steps steps[0, nsteps) (k = 0 ..
+// nsteps - 1 when kList is false), added into tot: tot[r * 64 + i] holds row 2i of block r,
 // tot[r * 64 + 32 + i] row 2i + 1 (int32, wrapping).
 // kTop8: the top plane's bytes are small (<= 255 / p.t.top_steps), so they are summed in bytes
 // for top_steps k-steps before joining the 16-bit sums (one add instead of shift + 2 adds).
 template <int P, int R, bool kTop8, bool kList>
 void PlanePass(const PlaneProblem& p, int64_t m0, int64_t n, const uint32_t* steps,
-               int64_t kfirst, int64_t nsteps, int32_t* tot) {
+               int64_t nsteps, int32_t* tot) {
   const uint8_t* at = p.at + m0;
   constexpr int kWide = kTop8 ? P - 1 : P;  // planes summed in 16-bit lanes every step
   for (int64_t k0 = 0; k0 < nsteps; k0 += kChunk) {
@@ -105,7 +105,7 @@ void PlanePass(const PlaneProblem& p, int64_t m0, int64_t n, const uint32_t* ste
       for (int r = 0; r < R; ++r) acc8[r] = _mm512_setzero_si512();
       for (int64_t ki = ks; ki < ke; ++ki) {
         // List entries are k | code << 24 (the code read when the list was built).
-        const int64_t k = kList ? int64_t(steps[ki] & kStepMask) : kfirst + ki;
+        const int64_t k = kList ? int64_t(steps[ki] & kStepMask) : ki;
         const int64_t code = kList ? int64_t(steps[ki] >> 24) : int64_t(p.b[k * p.N + n]);
         // The index rows of a later step: skipped steps make the walk over k irregular, which
         // the hardware prefetcher does not follow (a batch-1 matmul streams its weights).
@@ -223,12 +223,12 @@ void WriteColumns(const PlaneProblem& p, int64_t m0, int64_t rows, int64_t n0, i
 // PlanePass for `blocks` <= R row blocks.
 template <int P, int R, bool kTop8, bool kList>
 void PlanePassRows(const PlaneProblem& p, int64_t m0, int64_t blocks, int64_t n,
-                   const uint32_t* steps, int64_t kfirst, int64_t nsteps, int32_t* tot) {
-  if (blocks == R) return PlanePass<P, R, kTop8, kList>(p, m0, n, steps, kfirst, nsteps, tot);
+                   const uint32_t* steps, int64_t nsteps, int32_t* tot) {
+  if (blocks == R) return PlanePass<P, R, kTop8, kList>(p, m0, n, steps, nsteps, tot);
   if constexpr (R > 1) {
-    if (blocks == 1) PlanePass<P, 1, kTop8, kList>(p, m0, n, steps, kfirst, nsteps, tot);
-    else if (blocks == 2) PlanePass<P, 2, kTop8, kList>(p, m0, n, steps, kfirst, nsteps, tot);
-    else PlanePass<P, 3, kTop8, kList>(p, m0, n, steps, kfirst, nsteps, tot);
+    if (blocks == 1) PlanePass<P, 1, kTop8, kList>(p, m0, n, steps, nsteps, tot);
+    else if (blocks == 2) PlanePass<P, 2, kTop8, kList>(p, m0, n, steps, nsteps, tot);
+    else PlanePass<P, 3, kTop8, kList>(p, m0, n, steps, nsteps, tot);
   }
 }
 
@@ -305,17 +305,17 @@ void PlaneRange(const PlaneProblem& p, int64_t m_begin, int64_t m_end, int64_t n
       for (int64_t j = 0; j < gn; ++j) {
         int32_t* tot = tot_buf.data() + j * R * 64;
         if (!use_lists[j]) {
-          PlanePassRows<P, R, kTop8, false>(p, m0, blocks, g0 + j, nullptr, 0, p.K, tot);
+          PlanePassRows<P, R, kTop8, false>(p, m0, blocks, g0 + j, nullptr, p.K, tot);
           continue;
         }
         const uint32_t* list = lists.data() + j * p.K;
-        PlanePassRows<P, R, kTop8, true>(p, m0, blocks, g0 + j, list, 0, nw[j], tot);
+        PlanePassRows<P, R, kTop8, true>(p, m0, blocks, g0 + j, list, nw[j], tot);
         if (nn[j] == 0) continue;
         const uint32_t* narrow = list + p.K - nn[j];
         if (pn.t.top_steps >= 2)
-          PlanePassRows<1, R, true, true>(pn, m0, blocks, g0 + j, narrow, 0, nn[j], tot);
+          PlanePassRows<1, R, true, true>(pn, m0, blocks, g0 + j, narrow, nn[j], tot);
         else
-          PlanePassRows<1, R, false, true>(pn, m0, blocks, g0 + j, narrow, 0, nn[j], tot);
+          PlanePassRows<1, R, false, true>(pn, m0, blocks, g0 + j, narrow, nn[j], tot);
       }
       WriteColumns(p, m0, rows, g0, gn, tot_buf.data(), R * 64, extra);
     }

@@ -123,12 +123,14 @@ void PreparePlanes(Prepared& p) {
       e[a * 256 + b] = static_cast<uint32_t>(p.lut[a * 256 + b]) -
                        static_cast<uint32_t>(p.base_exact ? a * int32_t(int8_t(b)) : 0) -
                        static_cast<uint32_t>(p.bias);
-  // One side: value(c, x) is E for selecting code c and index code x.
-  auto side = [P](auto value, Prepared::PlaneSide& s) {
+  // One side: value(c, x) is E for selecting code c and index code x. The skipped and narrow
+  // tables only for the side whose steps are listed (GemmRunner::Planes: the activations').
+  auto side = [P](auto value, Prepared::PlaneSide& s, bool listed) {
     s.planes.assign(256 * P * 256, 0);
     for (int c = 0; c < 256; ++c)
       for (int x = 0; x < 256; ++x)
         for (int j = 0; j < P; ++j) s.planes[(c * P + j) * 256 + x] = uint8_t(value(c, x) >> (8 * j));
+    if (!listed) return;
     // Constant tables: only those at the most common constant are skipped (one value added
     // per skipped step).
     std::map<uint32_t, int> count;
@@ -159,8 +161,8 @@ void PreparePlanes(Prepared& p) {
     }
     s.narrow_top_steps = top == 0 ? 256 : std::min(256, 255 / top);
   };
-  side([&](int b, int a) { return e[a * 256 + b]; }, p.by_weight);
-  side([&](int a, int b) { return e[a * 256 + b]; }, p.by_activation);
+  side([&](int b, int a) { return e[a * 256 + b]; }, p.by_weight, false);
+  side([&](int a, int b) { return e[a * 256 + b]; }, p.by_activation, true);
   int top = 0;
   for (uint32_t v : e) top = std::max<int>(top, int(v >> (8 * (P - 1))) & 0xFF);
   p.top_steps = top == 0 ? 256 : std::min(256, 255 / top);
@@ -396,11 +398,13 @@ struct GemmRunner {
   // PlaneGemmVbmi loads one code's tables once per pass of up to kPlaneRows rows and fills
   // 64-row vectors, so few rows waste it: an 8x8 output (64 rows) reloads the tables for every
   // 64 lookups, a matmul at batch 1 uses 1 lane in 64. There the roles swap: the weight
-  // columns become the rows (looked up by weight code in planes_t) and the activation rows
-  // the columns; the sums are the same integers, written transposed. Steps whose table is
-  // constant are skipped (PlaneProblem::skip): in the swapped orientation those are the
-  // activations at a constant-row code, after ReLU most of them, which can make swapping
-  // worth it for large outputs too; the choice counts them.
+  // columns become the rows (looked up by weight code in Prepared::by_activation) and the
+  // activation rows
+  // the columns; the sums are the same integers, written transposed. In the swapped
+  // orientation, steps whose table is constant are skipped and those whose table is narrow
+  // take one plane (PlaneTables::skip / narrow): activations at the zero point or at small
+  // codes, after ReLU most of them, which can make swapping worth it for large outputs too;
+  // the choice counts them.
   void Planes(const uint8_t* at, int64_t ld_at, int64_t M, int64_t K, const uint8_t* b,
               int64_t N, const int32_t* corr, bool accumulate, int32_t* y, int64_t ldy_m,
               int64_t ldy_n, const ParFn& par) const {
@@ -415,7 +419,7 @@ struct GemmRunner {
       return double(blocks) * block_share + 2.0 * double(passes);
     };
     // One orientation: the tables of `side`, selected by codes[k * ld + c] for `cols` columns
-    // over `rows` rows. With `lists`, the shares of skipped and narrow steps are estimated
+    // over `rows` rows. For the listed side, the shares of skipped and narrow steps are estimated
     // from a sample of k rows (~1 Ki codes, a few µs: counting them all would cost as much as
     // the lookups when the other side is small, e.g. the weights of a batch-1 matmul); lists
     // are used when either is at least 1/8. Only the swapped orientation lists: the codes
@@ -426,11 +430,11 @@ struct GemmRunner {
       double cost;
     };
     auto orientation = [&](const Prepared::PlaneSide& side, const uint8_t* codes, int64_t ld,
-                           int64_t rows, int64_t cols, bool lists) {
+                           int64_t rows, int64_t cols) {
       Choice c{{side.planes.data(), prep.planes_p, prep.top_steps, nullptr, side.skip_value,
                 nullptr, side.is_narrow.data(), side.narrow_lo.data(), side.narrow_top_steps},
                double(K * cols) * per_step(rows, 1.0)};
-      if (!lists || !(side.any_skip || side.any_narrow) || K * cols == 0) return c;
+      if (!(side.any_skip || side.any_narrow) || K * cols == 0) return c;
       const int64_t stride = std::max<int64_t>(1, K * cols / 1024);
       int64_t seen = 0, skipped = 0, narrowed = 0;
       for (int64_t kk = 0; kk < K; kk += stride, seen += cols)
@@ -448,8 +452,8 @@ struct GemmRunner {
                                    0.2);  // + reading each step's codes for the lists
       return c;
     };
-    const Choice normal = orientation(prep.by_weight, b, N, M, N, false);
-    const Choice swapped = orientation(prep.by_activation, at, ld_at, N, M, true);
+    const Choice normal = orientation(prep.by_weight, b, N, M, N);
+    const Choice swapped = orientation(prep.by_activation, at, ld_at, N, M);
     std::vector<uint8_t> b_padded;
     PlaneProblem pp{normal.t, at, ld_at, b, K, N, corr, false, add, accumulate, y, ldy_m, ldy_n};
     int64_t rows = M, cols = N;

@@ -16,7 +16,8 @@ namespace steport::approx {
 
 constexpr int64_t kLutSize = 65536;
 
-// Everything derived from one LUT (transpose, separability, byte planes): ~0.6-1 MiB.
+// Everything derived from one LUT (transpose, separability, byte planes in both
+// orientations): ~0.7-1.1 MiB.
 struct Prepared {
   std::vector<int32_t> lut, lut_t;
   Separable sep;
@@ -32,7 +33,8 @@ struct Prepared {
   int planes_p = 4;
   int32_t bias = 0;
   int top_steps = 1;  // PlaneTables::top_steps
-  // The tables of one orientation and what PlaneTables derives from them.
+  // The tables of one orientation and what PlaneTables derives from them (skip and narrow
+  // only where the steps are listed: by_activation).
   struct PlaneSide {
     std::vector<uint8_t> planes;  // [256 code][planes_p][256]
     std::array<uint8_t, 256> skip{};  // only the codes at the most common constant
