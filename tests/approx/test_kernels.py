@@ -184,7 +184,28 @@ def _constant_tables_lut(span: int) -> np.ndarray:
     return lut.astype(np.int32)
 
 
-@pytest.mark.parametrize("lut_name", ["tables-span-255", "tables-span-40", "mitchell"])
+def _odd_symmetric_lut(break_m128: bool = False) -> np.ndarray:
+    """LUT(a, b) = a * b + d(a, b) with d(a, -m) = s_a - d(a, m) for m = 1..127 and d(a, -128) =
+    s_a - d(a, 0): the narrow tables are odd-symmetric (PlaneTables::narrow_c) around a
+    per-row constant, -128 paired with 0. Rows 1-30 narrow (their span, up to 255, decides
+    the byte sums), the others wide; row 0 is the exact product (skipped). `break_m128`: row
+    3's -128 entry off by one, so the tables are not symmetric (the general form is used)."""
+    rng = np.random.default_rng(14)
+    d = np.zeros((256, 256), np.int64)
+    for a in range(1, 256):
+        h = int(rng.integers(1, 60)) if a <= 30 else int(rng.integers(200, 3000))
+        s = int(rng.integers(-(255 - 2 * h), 256 - 2 * h)) if a <= 30 else int(rng.integers(-500, 500))
+        pos = rng.integers(-h, h + 1, 128)
+        d[a, :128] = pos                      # codes 0..127 (b = m)
+        d[a, 256 - np.arange(1, 128)] = s - pos[1:]   # b = -m
+        d[a, 128] = s - pos[0]                # b = -128
+    if break_m128:
+        d[3, 128] += 1 if d[3].max() > d[3, 128] else -1  # the row's span stays < 256
+    return (np.outer(A, B) + d).astype(np.int32)
+
+
+@pytest.mark.parametrize("lut_name", ["tables-span-255", "tables-span-40", "mitchell", "odd-symmetric",
+                                      "odd-symmetric-but-m128"])
 def test_constant_and_narrow_tables(lut_name, isa):
     """Byte-plane steps whose table is constant are skipped and those whose table spans < 256
     take one plane (GemmRunner::Planes, PlaneTables): activations at a constant-row code (most
@@ -194,8 +215,12 @@ def test_constant_and_narrow_tables(lut_name, isa):
     matrix of only skipped codes; and a 3x3 conv on ReLU-like input. Exact either way."""
     from steport.train.multipliers import get_multiplier
 
-    lut = (np.asarray(get_multiplier("mitchell").lut(), np.int32) if lut_name == "mitchell"
-           else _constant_tables_lut(int(lut_name.rsplit("-", 1)[1])))
+    if lut_name == "mitchell":
+        lut = np.asarray(get_multiplier("mitchell").lut(), np.int32)
+    elif lut_name.startswith("odd-symmetric"):
+        lut = _odd_symmetric_lut(break_m128=lut_name.endswith("m128"))
+    else:
+        lut = _constant_tables_lut(int(lut_name.rsplit("-", 1)[1]))
     rng = np.random.default_rng(13)
 
     def sparse(shape, share, codes, dtype):
@@ -219,6 +244,11 @@ def test_constant_and_narrow_tables(lut_name, isa):
     cases.append((small, rng.integers(-128, 128, (700, 150), dtype=np.int8)))
     cases.append((rng.integers(0, 256, (300, 400), dtype=np.uint8),  # small weights
                   rng.integers(-6, 21, (400, 30), dtype=np.int8)))
+    # K over the lists' chunk (1024 steps: three chunks, the last ending mid-block), 130
+    # columns in three listing groups, weights at -128 and 127
+    long_k = rng.integers(0, 12, (130, 2600), dtype=np.uint8)
+    long_k[rng.random(long_k.shape) < 0.4] = 0
+    cases.append((long_k, rng.choice(np.array([-128, -127, -1, 0, 1, 127, 55, -77], np.int8), (2600, 90))))
     for i, (a, b) in enumerate(cases):
         zp = [0, 7][i % 2]
         feeds = {"A": a, "B": b, "lut": lut, "a_zero_point": np.array(zp, np.uint8)}

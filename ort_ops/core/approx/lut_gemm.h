@@ -146,6 +146,16 @@ struct PlaneTables {
   const uint8_t* is_narrow;
   const uint32_t* narrow_lo;
   int narrow_top_steps;  // top_steps of the narrow tables
+  // Non-null: the LUT is odd-symmetric in the index code (the narrow value at -m is
+  // narrow_c[c] - the value at m, mod 256; Mitchell, DRUM: LUT(a, -b) = -LUT(a, b)). The
+  // index codes are then sign-magnitude (bit 7 the sign, -128 as 0x80), every table is in that
+  // order, and a narrow table is 128 bytes, narrow[c * 128 + m], m < 128 (PlanePass kSym).
+  const uint8_t* narrow_c;
+  // For the step lists: step_flags[c] = 1 (skipped) | 2 (narrow); narrow_lo in byte planes,
+  // narrow_lo_bytes[q * 256 + c] = byte q of narrow_lo[c], q < narrow_lo_planes (0..4).
+  const uint8_t* step_flags;
+  const uint8_t* narrow_lo_bytes;
+  int narrow_lo_planes;
 };
 
 struct PlaneProblem {
@@ -162,9 +172,10 @@ struct PlaneProblem {
   int64_t ldy_m, ldy_n;
 };
 // Rows [m_begin, m_end) x columns [n_begin, n_end); m_begin a multiple of kMBlock. A table
-// (for one code of b) is loaded once per kPlaneRows rows: callers should pass row ranges that
-// long and split columns for parallelism. Skipped and narrow steps are walked from per-column
-// step lists when K < 2^24. Needs AVX-512 F+BW+VBMI.
+// (for one code of b) is loaded once per pass of up to kPlaneRows rows: callers should pass
+// row ranges at least that long and split columns for parallelism. Skipped and narrow steps
+// are walked from per-column step lists when K < 2^24, built once per call for all its rows.
+// Needs AVX-512 F+BW+VBMI.
 constexpr int64_t kPlaneRows = 256;
 void PlaneGemmVbmi(const PlaneProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
                    int64_t n_end);

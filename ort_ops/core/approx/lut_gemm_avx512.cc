@@ -86,9 +86,14 @@ constexpr uint32_t kStepMask = (1u << 24) - 1;  // k in a step-list entry
 // tot[r * 64 + 32 + i] row 2i + 1 (int32, wrapping).
 // kTop8: the top plane's bytes are small (<= 255 / p.t.top_steps), so they are summed in bytes
 // for top_steps k-steps before joining the 16-bit sums (one add instead of shift + 2 adds).
-template <int P, int R, bool kTop8, bool kList>
+// kSym (P == 1, narrow tables of an odd-symmetric LUT, PlaneTables::narrow_c): a table is
+// 128 bytes, indexed by weight magnitude (sign-magnitude codes, bit 7 the sign, which
+// vpermi2b ignores); lanes with the sign bit take narrow_c[code] - value (mod 256). One
+// vpermi2b and a masked subtract instead of two vpermi2b and a blend, half the table loads.
+template <int P, int R, bool kTop8, bool kList, bool kSym = false>
 void PlanePass(const PlaneProblem& p, int64_t m0, int64_t n, const uint32_t* steps,
                int64_t nsteps, int32_t* tot) {
+  static_assert(!kSym || P == 1);
   const uint8_t* at = p.at + m0;
   constexpr int kWide = kTop8 ? P - 1 : P;  // planes summed in 16-bit lanes every step
   for (int64_t k0 = 0; k0 < nsteps; k0 += kChunk) {
@@ -113,12 +118,27 @@ void PlanePass(const PlaneProblem& p, int64_t m0, int64_t n, const uint32_t* ste
           const uint8_t* ahead = at + int64_t(steps[ki + kPrefetchSteps] & kStepMask) * p.ld_at;
           for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(ahead + r * 64), _MM_HINT_T0);
         }
-        const uint8_t* t = p.t.planes + code * P * 256;
+        const uint8_t* t = p.t.planes + code * (kSym ? 128 : P * 256);
         __m512i idx[R];
         __mmask64 hi[R];
         for (int r = 0; r < R; ++r) {
           idx[r] = _mm512_loadu_si512(at + k * p.ld_at + r * 64);
-          hi[r] = _mm512_movepi8_mask(idx[r]);  // code >= 128: upper half of the table
+          hi[r] = _mm512_movepi8_mask(idx[r]);  // code >= 128: upper half of the table / sign
+        }
+        if constexpr (kSym) {
+          const __m512i t0 = _mm512_loadu_si512(t), t1 = _mm512_loadu_si512(t + 64);
+          const __m512i c = _mm512_set1_epi8(static_cast<char>(p.t.narrow_c[code]));
+          for (int r = 0; r < R; ++r) {
+            __m512i v = _mm512_permutex2var_epi8(t0, idx[r], t1);
+            v = _mm512_mask_sub_epi8(v, hi[r], c, v);
+            if constexpr (kWide > 0) {
+              accw[r][0] = _mm512_add_epi16(accw[r][0], v);
+              acco[r][0] = _mm512_add_epi16(acco[r][0], _mm512_srli_epi16(v, 8));
+            } else {
+              acc8[r] = _mm512_add_epi8(acc8[r], v);
+            }
+          }
+          continue;
         }
         for (int j = 0; j < P; ++j) {
           const __m512i t0 = _mm512_loadu_si512(t + j * 256);
@@ -221,103 +241,224 @@ void WriteColumns(const PlaneProblem& p, int64_t m0, int64_t rows, int64_t n0, i
 }
 
 // PlanePass for `blocks` <= R row blocks.
-template <int P, int R, bool kTop8, bool kList>
+template <int P, int R, bool kTop8, bool kList, bool kSym = false>
 void PlanePassRows(const PlaneProblem& p, int64_t m0, int64_t blocks, int64_t n,
                    const uint32_t* steps, int64_t nsteps, int32_t* tot) {
-  if (blocks == R) return PlanePass<P, R, kTop8, kList>(p, m0, n, steps, nsteps, tot);
+  if (blocks == R) return PlanePass<P, R, kTop8, kList, kSym>(p, m0, n, steps, nsteps, tot);
   if constexpr (R > 1) {
-    if (blocks == 1) PlanePass<P, 1, kTop8, kList>(p, m0, n, steps, nsteps, tot);
-    else if (blocks == 2) PlanePass<P, 2, kTop8, kList>(p, m0, n, steps, nsteps, tot);
-    else PlanePass<P, 3, kTop8, kList>(p, m0, n, steps, nsteps, tot);
+    if (blocks == 1) PlanePass<P, 1, kTop8, kList, kSym>(p, m0, n, steps, nsteps, tot);
+    else if (blocks == 2) PlanePass<P, 2, kTop8, kList, kSym>(p, m0, n, steps, nsteps, tot);
+    else PlanePass<P, 3, kTop8, kList, kSym>(p, m0, n, steps, nsteps, tot);
   }
 }
 
-// Step lists (all columns of a group): at most this many entries, so they stay in L2.
-constexpr int64_t kListEntries = 64 * 1024;
+// Step lists: per group of up to 64 columns, K is walked in chunks of at most this many
+// steps (rounded to 64), so a group's lists (64 x chunk entries) stay in L2.
+constexpr int64_t kListChunk = 1024;
 
-// Columns in groups, row passes of R blocks. With skipped or narrow codes (PlaneTables), each
-// column walks step lists instead of every k: per group, the codes of each step are loaded
-// as one vector (row order, contiguous), their live (not skipped) and narrow lanes found with
-// two table lookups, and the set bits distributed to the columns' lists: the cost follows
-// the live steps, not K per column (a column of a 1024-pixel im2col read code by code
-// touches a cache line per step). Column j's list holds its wide steps from the front of
-// its K entries and its narrow steps from the back; the lists serve every row pass.
+// 64 x 64 bytes: rows[k] (64 columns each) -> for every column j a vector of its 64 codes
+// (byte k = row k). Three rounds of byte/word/dword unpacks turn each 8-row octet into 8
+// vectors of column qwords (vector s, qword 2L + e: column 16L + 2s + e); an 8 x 8 qword
+// transpose (unpacks and 128-bit lane shuffles) then gathers each column's 8 octets. `col`
+// gets the 8 columns of each s: col(column, codes).
+template <typename Col>
+inline void TransposeCodes64(const __m512i* rows, Col&& col) {
+  alignas(64) __m512i oct[8][8];  // [octet a][s]
+  for (int a = 0; a < 8; ++a) {
+    const __m512i* r = rows + 8 * a;
+    __m512i s[8], u[8];
+    for (int i = 0; i < 4; ++i) {
+      s[2 * i] = _mm512_unpacklo_epi8(r[2 * i], r[2 * i + 1]);      // columns 16L + 0..7
+      s[2 * i + 1] = _mm512_unpackhi_epi8(r[2 * i], r[2 * i + 1]);  // columns 16L + 8..15
+    }
+    // u[h * 4 + q]: rows 0-3 (h = 0) or 4-7 (h = 1), columns 16L + 4q .. 16L + 4q + 3
+    for (int h = 0; h < 2; ++h) {
+      u[h * 4 + 0] = _mm512_unpacklo_epi16(s[4 * h + 0], s[4 * h + 2]);
+      u[h * 4 + 1] = _mm512_unpackhi_epi16(s[4 * h + 0], s[4 * h + 2]);
+      u[h * 4 + 2] = _mm512_unpacklo_epi16(s[4 * h + 1], s[4 * h + 3]);
+      u[h * 4 + 3] = _mm512_unpackhi_epi16(s[4 * h + 1], s[4 * h + 3]);
+    }
+    for (int q = 0; q < 4; ++q) {
+      oct[a][2 * q] = _mm512_unpacklo_epi32(u[q], u[4 + q]);      // columns 16L + 4q + {0, 1}
+      oct[a][2 * q + 1] = _mm512_unpackhi_epi32(u[q], u[4 + q]);  // columns 16L + 4q + {2, 3}
+    }
+  }
+  for (int s = 0; s < 8; ++s) {
+    __m512i x[8];  // x[2i + e]: octets 2i, 2i + 1 of qword 2L + e, per lane L
+    for (int i = 0; i < 4; ++i) {
+      x[2 * i] = _mm512_unpacklo_epi64(oct[2 * i][s], oct[2 * i + 1][s]);
+      x[2 * i + 1] = _mm512_unpackhi_epi64(oct[2 * i][s], oct[2 * i + 1][s]);
+    }
+    for (int e = 0; e < 2; ++e) {
+      const __m512i y0 = _mm512_shuffle_i64x2(x[e], x[2 + e], _MM_SHUFFLE(2, 0, 2, 0));
+      const __m512i y1 = _mm512_shuffle_i64x2(x[e], x[2 + e], _MM_SHUFFLE(3, 1, 3, 1));
+      const __m512i y2 = _mm512_shuffle_i64x2(x[4 + e], x[6 + e], _MM_SHUFFLE(2, 0, 2, 0));
+      const __m512i y3 = _mm512_shuffle_i64x2(x[4 + e], x[6 + e], _MM_SHUFFLE(3, 1, 3, 1));
+      col(0 + 2 * s + e, _mm512_shuffle_i64x2(y0, y2, _MM_SHUFFLE(2, 0, 2, 0)));   // lane 0
+      col(32 + 2 * s + e, _mm512_shuffle_i64x2(y0, y2, _MM_SHUFFLE(3, 1, 3, 1)));  // lane 2
+      col(16 + 2 * s + e, _mm512_shuffle_i64x2(y1, y3, _MM_SHUFFLE(2, 0, 2, 0)));  // lane 1
+      col(48 + 2 * s + e, _mm512_shuffle_i64x2(y1, y3, _MM_SHUFFLE(3, 1, 3, 1)));  // lane 3
+    }
+  }
+}
+
+// Step lists of columns [g0, g0 + gn) over steps [k0, k1) (k1 - k0 <= the lists' room `cap`):
+// column j's wide (live, not narrow) steps go to lists[j * cap ...] from the front, its narrow
+// steps from the back (nw[j], nn[j] count them, lo_sum[j] adds their narrow_lo). Per 64
+// steps, the codes are transposed to one vector per column, classified with one flag lookup
+// and compressed into entries k | code << 24 (16 per vpcompressd): the cost follows K, not
+// the live steps one by one (distributing set bits to the lists cost ~26 % of VGG-small
+// under Mitchell).
+void BuildStepLists(const PlaneProblem& p, int64_t g0, int64_t gn, int64_t k0, int64_t k1,
+                    uint32_t* lists, int64_t cap, int64_t* nw, int64_t* nn, uint32_t* lo_sum) {
+  const uint8_t* flags = p.t.step_flags;
+  const __m512i f0 = _mm512_loadu_si512(flags), f1 = _mm512_loadu_si512(flags + 64);
+  const __m512i f2 = _mm512_loadu_si512(flags + 128), f3 = _mm512_loadu_si512(flags + 192);
+  const int nlo = p.t.narrow ? p.t.narrow_lo_planes : 0;  // narrow_lo summed with vpsadbw
+  const uint8_t* lo_planes = p.t.narrow_lo_bytes;
+  auto lookup = [](__m512i codes, __m512i t0, __m512i t1, __m512i t2, __m512i t3) {
+    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(codes), _mm512_permutex2var_epi8(t0, codes, t1),
+                                  _mm512_permutex2var_epi8(t2, codes, t3));
+  };
+  // entry lanes: code byte c of lane group q to the top byte of dword c % 16 (others zero)
+  __m512i to_top[4];
+  for (int q = 0; q < 4; ++q) {
+    alignas(64) uint8_t idx[64];
+    for (int i = 0; i < 64; ++i) idx[i] = uint8_t(16 * q + i / 4);
+    to_top[q] = _mm512_load_si512(idx);
+  }
+  const __mmask64 top_bytes = 0x8888888888888888ull;
+  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __mmask64 cols = gn == 64 ? ~__mmask64(0) : (__mmask64(1) << gn) - 1;
+  __m512i lo_acc[64];
+  for (int64_t j = 0; j < gn; ++j) lo_acc[j] = _mm512_setzero_si512();
+  alignas(64) __m512i rows[64];
+  for (int64_t kb = k0; kb < k1; kb += 64) {
+    const int64_t nk = std::min<int64_t>(64, k1 - kb);
+    for (int64_t r = 0; r < nk; ++r) rows[r] = _mm512_maskz_loadu_epi8(cols, p.b + (kb + r) * p.N + g0);
+    for (int64_t r = nk; r < 64; ++r) rows[r] = _mm512_setzero_si512();
+    const __mmask64 valid = nk == 64 ? ~__mmask64(0) : (__mmask64(1) << nk) - 1;
+    const __m512i kv = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(kb)), iota);
+    TransposeCodes64(rows, [&](int j, __m512i codes) {
+      if (j >= gn) return;
+      const __m512i f = lookup(codes, f0, f1, f2, f3);
+      const __mmask64 live = _mm512_testn_epi8_mask(f, _mm512_set1_epi8(1)) & valid;
+      const __mmask64 narrow = _mm512_test_epi8_mask(f, _mm512_set1_epi8(2)) & live;
+      const __mmask64 wide = live & ~narrow;
+      uint32_t* front = lists + j * cap + nw[j];
+      uint32_t* back = lists + j * cap + cap - nn[j];
+      for (int q = 0; q < 4; ++q) {
+        const __mmask16 w = static_cast<__mmask16>(wide >> (16 * q));
+        const __mmask16 n = static_cast<__mmask16>(narrow >> (16 * q));
+        if (!(w | n)) continue;
+        const __m512i e = _mm512_or_si512(_mm512_maskz_permutexvar_epi8(top_bytes, to_top[q], codes),
+                                          _mm512_add_epi32(kv, _mm512_set1_epi32(16 * q)));
+        if (w) {
+          const int cw = __builtin_popcount(w);
+          _mm512_mask_storeu_epi32(front, static_cast<__mmask16>((1u << cw) - 1),
+                                   _mm512_maskz_compress_epi32(w, e));
+          front += cw;
+        }
+        if (n) {
+          const int cn = __builtin_popcount(n);
+          back -= cn;
+          _mm512_mask_storeu_epi32(back, static_cast<__mmask16>((1u << cn) - 1),
+                                   _mm512_maskz_compress_epi32(n, e));
+        }
+      }
+      nw[j] = front - (lists + j * cap);
+      nn[j] = (lists + j * cap + cap) - back;
+      for (int q = 0; q < nlo; ++q) {
+        const __m512i t = _mm512_maskz_mov_epi8(
+            narrow, lookup(codes, _mm512_loadu_si512(lo_planes + q * 256), _mm512_loadu_si512(lo_planes + q * 256 + 64),
+                           _mm512_loadu_si512(lo_planes + q * 256 + 128), _mm512_loadu_si512(lo_planes + q * 256 + 192)));
+        lo_acc[j] = _mm512_add_epi64(lo_acc[j], _mm512_slli_epi64(_mm512_sad_epu8(t, _mm512_setzero_si512()), 8 * q));
+      }
+    });
+  }
+  for (int64_t j = 0; j < gn; ++j)
+    lo_sum[j] += static_cast<uint32_t>(_mm512_reduce_add_epi64(lo_acc[j]));
+}
+
+// Columns in groups of up to 64, row passes of R blocks. With skipped or narrow codes
+// (PlaneTables), each column walks step lists instead of every k (BuildStepLists), chunk by
+// chunk of K; its wide steps take P planes, its narrow ones one plane. The lists of a chunk
+// serve every row pass; the row passes' sums (tot) outlive the chunks.
 template <int P, int R, bool kTop8>
 void PlaneRange(const PlaneProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
                 int64_t n_end) {
   const bool listing = (p.t.skip || p.t.narrow) && p.K <= int64_t(kStepMask);
-  const int64_t group = listing ? std::clamp<int64_t>(kListEntries / std::max<int64_t>(1, p.K), 8, 64) : 64;
+  const int64_t passes = (m_end - m_begin + 64 * R - 1) / (64 * R);
   thread_local std::vector<uint32_t> lists;
   thread_local std::vector<int32_t> tot_buf;
-  tot_buf.resize(64 * R * 64);
-  if (listing) lists.resize(group * p.K);
+  const int64_t ld_tot = R * 64, ld_pass = 64 * ld_tot;  // tot of pass t, column j
+  tot_buf.resize((listing ? passes : 1) * ld_pass);
+  const int64_t nchunks = listing ? (p.K + kListChunk - 1) / kListChunk : 1;
+  // steps per chunk, whole 64-step blocks but the last
+  const int64_t cap = listing ? ((p.K + nchunks - 1) / nchunks + 63) / 64 * 64 : 0;
+  if (listing) lists.resize(64 * cap);
   int64_t nw[64], nn[64];
   uint32_t extra[64];
-  bool use_lists[64];
   // The narrow tables as a one-plane problem.
   PlaneProblem pn = p;
   pn.t.planes = p.t.narrow, pn.t.P = 1, pn.t.top_steps = p.t.narrow_top_steps;
-  // 256-entry byte flags -> the lanes whose code has its flag set
-  auto flagged = [](const uint8_t* flags, __m512i codes) -> __mmask64 {
-    if (!flags) return 0;
-    const __m512i f = _mm512_mask_blend_epi8(
-        _mm512_movepi8_mask(codes),
-        _mm512_permutex2var_epi8(_mm512_loadu_si512(flags), codes, _mm512_loadu_si512(flags + 64)),
-        _mm512_permutex2var_epi8(_mm512_loadu_si512(flags + 128), codes,
-                                 _mm512_loadu_si512(flags + 192)));
-    return _mm512_test_epi8_mask(f, f);
+  auto rows_of = [&](int64_t t, int64_t& m0, int64_t& blocks) {
+    m0 = m_begin + t * 64 * R;
+    blocks = (std::min<int64_t>(64 * R, m_end - m0) + 63) / 64;
   };
-  for (int64_t g0 = n_begin; g0 < n_end; g0 += group) {
-    const int64_t gn = std::min<int64_t>(group, n_end - g0);
-    if (listing) {
-      const __mmask64 lanes = gn == 64 ? ~__mmask64(0) : (__mmask64(1) << gn) - 1;
-      std::fill(nw, nw + gn, 0), std::fill(nn, nn + gn, 0), std::fill(extra, extra + gn, 0u);
-      for (int64_t k = 0; k < p.K; ++k) {
-        const __m512i codes = _mm512_maskz_loadu_epi8(lanes, p.b + k * p.N + g0);
-        alignas(64) uint8_t c[64];
-        _mm512_store_si512(c, codes);
-        const uint64_t live = ~flagged(p.t.skip, codes) & lanes;
-        const uint64_t narrow = live & (p.t.narrow ? flagged(p.t.is_narrow, codes) : 0);
-        for (uint64_t w = live & ~narrow; w; w &= w - 1) {
-          const int j = __builtin_ctzll(w);
-          lists[j * p.K + nw[j]++] = uint32_t(k) | uint32_t(c[j]) << 24;
-        }
-        for (uint64_t w = narrow; w; w &= w - 1) {
-          const int j = __builtin_ctzll(w);
-          lists[j * p.K + p.K - 1 - nn[j]++] = uint32_t(k) | uint32_t(c[j]) << 24;
-          extra[j] += p.t.narrow_lo[c[j]];
-        }
+  if (!listing) {  // every step of every column: one pass's sums at a time
+    std::fill(extra, extra + 64, 0u);
+    for (int64_t t = 0; t < passes; ++t) {
+      int64_t m0, blocks;
+      rows_of(t, m0, blocks);
+      for (int64_t g0 = n_begin; g0 < n_end; g0 += 64) {
+        const int64_t gn = std::min<int64_t>(64, n_end - g0);
+        std::fill(tot_buf.begin(), tot_buf.begin() + gn * ld_tot, 0);
+        for (int64_t j = 0; j < gn; ++j)
+          PlanePassRows<P, R, kTop8, false>(p, m0, blocks, g0 + j, nullptr, p.K, tot_buf.data() + j * ld_tot);
+        WriteColumns(p, m0, std::min<int64_t>(64 * R, m_end - m0), g0, gn, tot_buf.data(), ld_tot, extra);
       }
-      for (int64_t j = 0; j < gn; ++j) {
-        const int64_t skipped = p.K - nw[j] - nn[j];
-        // Lists pay for their irregular walk when 1/8 of the steps are skipped or narrow;
-        // otherwise the plain walk (skipped steps' constant tables sum to the same).
-        use_lists[j] = skipped * 8 >= p.K || nn[j] * 8 >= p.K;
-        extra[j] = use_lists[j] ? extra[j] + p.t.skip_value * static_cast<uint32_t>(skipped) : 0u;
-      }
-    } else {
-      std::fill(use_lists, use_lists + gn, false), std::fill(extra, extra + gn, 0u);
     }
-    for (int64_t m0 = m_begin; m0 < m_end; m0 += 64 * R) {
-      const int64_t rows = std::min<int64_t>(64 * R, m_end - m0);
-      const int64_t blocks = (rows + 63) / 64;
-      std::fill(tot_buf.begin(), tot_buf.begin() + gn * R * 64, 0);
-      for (int64_t j = 0; j < gn; ++j) {
-        int32_t* tot = tot_buf.data() + j * R * 64;
-        if (!use_lists[j]) {
-          PlanePassRows<P, R, kTop8, false>(p, m0, blocks, g0 + j, nullptr, p.K, tot);
-          continue;
+    return;
+  }
+  for (int64_t g0 = n_begin; g0 < n_end; g0 += 64) {
+    const int64_t gn = std::min<int64_t>(64, n_end - g0);
+    for (int64_t t = 0; t < passes; ++t)
+      std::fill(tot_buf.begin() + t * ld_pass, tot_buf.begin() + t * ld_pass + gn * ld_tot, 0);
+    std::fill(extra, extra + gn, 0u);
+    int64_t listed[64] = {};  // wide + narrow steps over all chunks
+    for (int64_t k0 = 0; k0 < p.K; k0 += cap) {
+      const int64_t k1 = std::min(p.K, k0 + cap);
+      std::fill(nw, nw + gn, 0), std::fill(nn, nn + gn, 0);
+      BuildStepLists(p, g0, gn, k0, k1, lists.data(), cap, nw, nn, extra);
+      for (int64_t t = 0; t < passes; ++t) {
+        int64_t m0, blocks;
+        rows_of(t, m0, blocks);
+        for (int64_t j = 0; j < gn; ++j) {
+          int32_t* tot = tot_buf.data() + t * ld_pass + j * ld_tot;
+          const uint32_t* list = lists.data() + j * cap;
+          if (nw[j]) PlanePassRows<P, R, kTop8, true>(p, m0, blocks, g0 + j, list, nw[j], tot);
+          if (nn[j] == 0) continue;
+          const uint32_t* narrow = list + cap - nn[j];
+          const bool top8 = pn.t.top_steps >= 2;
+          if (pn.t.narrow_c) {
+            if (top8) PlanePassRows<1, R, true, true, true>(pn, m0, blocks, g0 + j, narrow, nn[j], tot);
+            else PlanePassRows<1, R, false, true, true>(pn, m0, blocks, g0 + j, narrow, nn[j], tot);
+          } else {
+            if (top8) PlanePassRows<1, R, true, true>(pn, m0, blocks, g0 + j, narrow, nn[j], tot);
+            else PlanePassRows<1, R, false, true>(pn, m0, blocks, g0 + j, narrow, nn[j], tot);
+          }
         }
-        const uint32_t* list = lists.data() + j * p.K;
-        PlanePassRows<P, R, kTop8, true>(p, m0, blocks, g0 + j, list, nw[j], tot);
-        if (nn[j] == 0) continue;
-        const uint32_t* narrow = list + p.K - nn[j];
-        if (pn.t.top_steps >= 2)
-          PlanePassRows<1, R, true, true>(pn, m0, blocks, g0 + j, narrow, nn[j], tot);
-        else
-          PlanePassRows<1, R, false, true>(pn, m0, blocks, g0 + j, narrow, nn[j], tot);
       }
-      WriteColumns(p, m0, rows, g0, gn, tot_buf.data(), R * 64, extra);
+      for (int64_t j = 0; j < gn; ++j) listed[j] += nw[j] + nn[j];
+    }
+    for (int64_t j = 0; j < gn; ++j)
+      extra[j] += p.t.skip_value * static_cast<uint32_t>(p.K - listed[j]);
+    for (int64_t t = 0; t < passes; ++t) {
+      int64_t m0, blocks;
+      rows_of(t, m0, blocks);
+      WriteColumns(p, m0, std::min<int64_t>(64 * R, m_end - m0), g0, gn,
+                   tot_buf.data() + t * ld_pass, ld_tot, extra);
     }
   }
 }

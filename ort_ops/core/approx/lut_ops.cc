@@ -145,6 +145,7 @@ void PreparePlanes(Prepared& p) {
       if (n > best) best = n, s.skip_value = v;
     for (int c = 0; c < 256; ++c) s.skip[c] = constant[c] && value(c, 0) == s.skip_value;
     s.any_skip = best > 0;
+    for (int c = 0; c < 256; ++c) s.step_flags[c] = s.skip[c];
     // Narrow tables (E spans < 256 over the index codes), when the full ones have 2+ planes.
     if (P == 1) return;
     s.narrow.assign(256 * 256, 0);
@@ -160,6 +161,34 @@ void PreparePlanes(Prepared& p) {
       }
     }
     s.narrow_top_steps = top == 0 ? 256 : std::min(256, 255 / top);
+    // Odd symmetry (Mitchell, DRUM: LUT(a, -b) = -LUT(a, b), so E(a, -m) = C - E(a, m)): every
+    // narrow table is its values at magnitudes 0..127 plus one byte, narrow_c, from which the
+    // negative half follows, N(-m) = narrow_c - N(m) mod 256 (-128 paired with 0).
+    bool sym = s.any_narrow;
+    for (int c = 0; c < 256 && sym; ++c) {
+      if (!s.is_narrow[c]) continue;
+      const uint8_t* n = s.narrow.data() + c * 256;
+      s.narrow_c[c] = uint8_t(n[0] + n[0x80]);
+      for (int m = 1; m < 128 && sym; ++m) sym = uint8_t(n[m] + n[256 - m]) == s.narrow_c[c];
+    }
+    if (sym) {
+      const auto& sm = SignMagnitude();
+      std::vector<uint8_t> planes(s.planes.size()), narrow(256 * 128);
+      for (int t = 0; t < 256 * P; ++t)
+        for (int i = 0; i < 256; ++i) planes[t * 256 + i] = s.planes[t * 256 + sm[i]];
+      for (int c = 0; c < 256; ++c) std::memcpy(&narrow[c * 128], &s.narrow[c * 256], 128);
+      s.planes = std::move(planes), s.narrow = std::move(narrow), s.sign_magnitude = true;
+    } else {
+      s.narrow_c.fill(0);
+    }
+    s.narrow_lo_bytes.assign(4 * 256, 0);
+    for (int c = 0; c < 256; ++c) {
+      s.step_flags[c] |= uint8_t(s.is_narrow[c] << 1);
+      for (int q = 0; q < 4; ++q) {
+        s.narrow_lo_bytes[q * 256 + c] = uint8_t(s.narrow_lo[c] >> (8 * q));
+        if (s.narrow_lo_bytes[q * 256 + c]) s.narrow_lo_planes = std::max(s.narrow_lo_planes, q + 1);
+      }
+    }
   };
   side([&](int b, int a) { return e[a * 256 + b]; }, p.by_weight, false);
   side([&](int a, int b) { return e[a * 256 + b]; }, p.by_activation, true);
@@ -432,7 +461,9 @@ struct GemmRunner {
     auto orientation = [&](const Prepared::PlaneSide& side, const uint8_t* codes, int64_t ld,
                            int64_t rows, int64_t cols) {
       Choice c{{side.planes.data(), prep.planes_p, prep.top_steps, nullptr, side.skip_value,
-                nullptr, side.is_narrow.data(), side.narrow_lo.data(), side.narrow_top_steps},
+                nullptr, side.is_narrow.data(), side.narrow_lo.data(), side.narrow_top_steps,
+                side.sign_magnitude ? side.narrow_c.data() : nullptr, side.step_flags.data(),
+                side.narrow_lo_bytes.data(), side.narrow_lo_planes},
                double(K * cols) * per_step(rows, 1.0)};
       if (!(side.any_skip || side.any_narrow) || K * cols == 0) return c;
       const int64_t stride = std::max<int64_t>(1, K * cols / 1024);
@@ -447,8 +478,8 @@ struct GemmRunner {
       c.t.skip = side.any_skip ? side.skip.data() : nullptr;
       c.t.narrow = side.any_narrow ? side.narrow.data() : nullptr;
       const double wide = 1.0 - skip - (c.t.narrow ? narrow : 0.0);
-      c.cost = double(K * cols) * (wide * (per_step(rows, 1.0) + 1.0) +
-                                   (c.t.narrow ? narrow * (per_step(rows, 0.6) + 1.0) : 0.0) +
+      c.cost = double(K * cols) * (wide * (per_step(rows, 1.0) + 0.5) +
+                                   (c.t.narrow ? narrow * (per_step(rows, 0.6) + 0.5) : 0.0) +
                                    0.2);  // + reading each step's codes for the lists
       return c;
     };
@@ -458,28 +489,40 @@ struct GemmRunner {
     PlaneProblem pp{normal.t, at, ld_at, b, K, N, corr, false, add, accumulate, y, ldy_m, ldy_n};
     int64_t rows = M, cols = N;
     if (swapped.cost < normal.cost) {
-      // Weight rows are read in whole 64-code vectors: pad them when N is not a multiple.
+      // Weight rows are read in whole 64-code vectors: pad them when N is not a multiple;
+      // sign-magnitude codes for odd-symmetric tables.
       const int64_t Np = RoundUp(N, kMBlock);
-      if (Np != N) {
+      const bool sm = prep.by_activation.sign_magnitude;
+      if (Np != N || sm) {
         b_padded.assign(K * Np, 0);
-        for (int64_t kk = 0; kk < K; ++kk) std::memcpy(b_padded.data() + kk * Np, b + kk * N, N);
+        for (int64_t kk = 0; kk < K; ++kk) {
+          if (sm) MapBytesVbmi(SignMagnitude().data(), b + kk * N, N, b_padded.data() + kk * Np);
+          else std::memcpy(b_padded.data() + kk * Np, b + kk * N, N);
+        }
       }
-      pp = PlaneProblem{swapped.t, Np != N ? b_padded.data() : b, Np, at, K, ld_at, corr, true,
+      pp = PlaneProblem{swapped.t, Np != N || sm ? b_padded.data() : b, Np, at, K, ld_at, corr, true,
                         add, accumulate, y, ldy_n, ldy_m};
       rows = N, cols = M;
     }
-    // Tasks: passes of kPlaneRows rows (each table load serves them all) x column chunks
-    // (several per pass when passes are few, so threads still have work).
+    // Tasks: column chunks x passes of kPlaneRows rows (each table load serves them all);
+    // several chunks per pass when passes are few, so threads still have work. A thread's
+    // consecutive passes of one chunk run as one call: the step lists of its columns
+    // (PlaneGemmVbmi) are built once for all its rows. Listed chunks are whole 64-column
+    // groups (the lists are built 64 columns at a time).
     const int64_t passes = (rows + kPlaneRows - 1) / kPlaneRows;
-    const int64_t nchunks = std::min<int64_t>(cols, std::max<int64_t>(1, 16 / passes));
-    const int64_t ncs = (cols + nchunks - 1) / nchunks;
+    const int64_t unit = pp.t.skip || pp.t.narrow ? kMBlock : 1;
+    const int64_t nchunks = std::min<int64_t>((cols + unit - 1) / unit, std::max<int64_t>(1, 16 / passes));
+    const int64_t ncs = RoundUp((cols + nchunks - 1) / nchunks, unit);
     const int64_t work = std::min(rows, kPlaneRows) * K * ncs;  // products per task
     par(passes * nchunks, std::max<int64_t>(1, (1 << 18) / std::max<int64_t>(1, work)),
         [&](int64_t t0, int64_t t1) {
-          for (int64_t t = t0; t < t1; ++t) {
-            const int64_t m0 = (t / nchunks) * kPlaneRows, n0 = (t % nchunks) * ncs;
-            if (n0 >= cols) continue;
-            PlaneGemmVbmi(pp, m0, std::min(rows, m0 + kPlaneRows), n0, std::min(cols, n0 + ncs));
+          for (int64_t t = t0; t < t1;) {
+            const int64_t n0 = (t / passes) * ncs, first = t % passes;
+            const int64_t last = std::min(passes, first + (t1 - t));
+            if (n0 < cols)
+              PlaneGemmVbmi(pp, first * kPlaneRows, std::min(rows, last * kPlaneRows), n0,
+                            std::min(cols, n0 + ncs));
+            t += last - first;
           }
         });
   }
@@ -823,6 +866,15 @@ void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvSh
   }
 }
 }  // namespace
+
+const std::array<uint8_t, 256>& SignMagnitude() {
+  static const std::array<uint8_t, 256> table = [] {
+    std::array<uint8_t, 256> t{};
+    for (int u = 0; u < 256; ++u) t[u] = uint8_t(u <= 128 ? u : 384 - u);
+    return t;
+  }();
+  return table;
+}
 
 std::shared_ptr<const Prepared> PrepareLut(const int32_t* lut) {
   {  // the common case: the table of the last call (one 256 KiB compare, no hash)

@@ -45,6 +45,14 @@ struct Prepared {
     std::array<uint32_t, 256> narrow_lo{};
     int narrow_top_steps = 1;
     bool any_narrow = false;
+    // Odd-symmetric narrow tables (PlaneTables::narrow_c): `planes` is then indexed by
+    // sign-magnitude codes (SignMagnitude) and `narrow` holds 128-byte magnitude tables.
+    bool sign_magnitude = false;
+    std::array<uint8_t, 256> narrow_c{};
+    // PlaneTables::step_flags, narrow_lo_bytes, narrow_lo_planes
+    std::array<uint8_t, 256> step_flags{};
+    std::vector<uint8_t> narrow_lo_bytes;
+    int narrow_lo_planes = 0;
   };
   // Tables per weight code indexed by activation codes (E columns), and the same bytes with
   // the roles swapped (E rows: GemmRunner::Planes uses them when outputs have few rows).
@@ -56,6 +64,9 @@ struct Prepared {
 // model with many nodes sharing one LUT initializer prepares it once (docs/ops.md, "Memory").
 // Entries live as long as someone holds them.
 std::shared_ptr<const Prepared> PrepareLut(const int32_t* lut);
+// int8 code (uint8 view) -> sign-magnitude code: 0..127 as they are, -m -> 128 + m,
+// -128 -> 128 (an involution).
+const std::array<uint8_t, 256>& SignMagnitude();
 // The u8 x s8 factors f8, g8 serve these n weight codes (uint8 view): the LUT is narrow for
 // every code, or for every code but -128 and -128 does not occur.
 bool NarrowFor(const Prepared& p, const uint8_t* b, int64_t n);
