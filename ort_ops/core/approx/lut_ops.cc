@@ -405,7 +405,8 @@ struct GemmRunner {
   // the byte-plane GEMM of the remainder, both per block of kMBlock rows. `sb`: PackB's.
   void General(const SepB* sb, const uint8_t* at, int64_t ld_at, int64_t M, int64_t K,
                const uint8_t* b, int64_t N, const int32_t* corr, int32_t* y, int64_t ldy_m,
-               int64_t ldy_n, const ParFn& par, const uint8_t* rows = nullptr) const {
+               int64_t ldy_n, const ParFn& par, const uint8_t* rows = nullptr,
+               const uint8_t* swapped_b = nullptr) const {
     const int64_t blocks = (M + kMBlock - 1) / kMBlock;
     const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, K * N));
     if (!k.planes) {
@@ -420,7 +421,7 @@ struct GemmRunner {
                        corr, y, ldy_m, ldy_n, rows, nullptr);
       sp.RunAll(M, par);
     }
-    Planes(at, ld_at, M, K, b, N, base ? nullptr : corr, base, y, ldy_m, ldy_n, par);
+    Planes(at, ld_at, M, K, b, N, base ? nullptr : corr, base, y, ldy_m, ldy_n, par, swapped_b);
   }
 
   // The byte-plane part alone: y (+)= sum_k E(a, b) + K * bias - corr.
@@ -434,9 +435,10 @@ struct GemmRunner {
   // take one plane (PlaneTables::skip / narrow): activations at the zero point or at small
   // codes, after ReLU most of them, which can make swapping worth it for large outputs too;
   // the choice counts them.
+  // `swapped_b`: SwappedCodes of b when packed (else converted here when needed).
   void Planes(const uint8_t* at, int64_t ld_at, int64_t M, int64_t K, const uint8_t* b,
               int64_t N, const int32_t* corr, bool accumulate, int32_t* y, int64_t ldy_m,
-              int64_t ldy_n, const ParFn& par) const {
+              int64_t ldy_n, const ParFn& par, const uint8_t* swapped_b = nullptr) const {
     const int32_t add = static_cast<int32_t>(static_cast<uint32_t>(K) * static_cast<uint32_t>(prep.bias));
     // Relative cost per step of a column (measured on VGG-small and the Fashion-MNIST CNN):
     // one per 64-row block, two per table load (once per pass of up to kPlaneRows / 64
@@ -492,15 +494,11 @@ struct GemmRunner {
       // Weight rows are read in whole 64-code vectors: pad them when N is not a multiple;
       // sign-magnitude codes for odd-symmetric tables.
       const int64_t Np = RoundUp(N, kMBlock);
-      const bool sm = prep.by_activation.sign_magnitude;
-      if (Np != N || sm) {
-        b_padded.assign(K * Np, 0);
-        for (int64_t kk = 0; kk < K; ++kk) {
-          if (sm) MapBytesVbmi(SignMagnitude().data(), b + kk * N, N, b_padded.data() + kk * Np);
-          else std::memcpy(b_padded.data() + kk * Np, b + kk * N, N);
-        }
+      if (!swapped_b && (Np != N || prep.by_activation.sign_magnitude)) {
+        b_padded = SwappedCodes(prep, true, b, K, N);
+        swapped_b = b_padded.data();
       }
-      pp = PlaneProblem{swapped.t, Np != N || sm ? b_padded.data() : b, Np, at, K, ld_at, corr, true,
+      pp = PlaneProblem{swapped.t, swapped_b ? swapped_b : b, Np, at, K, ld_at, corr, true,
                         add, accumulate, y, ldy_n, ldy_m};
       rows = N, cols = M;
     }
@@ -788,6 +786,7 @@ void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvSh
     else im2col(n, g, oh0, oh1, Lp, cols);
     int32_t* yg = y + (n * Co + g * Og) * L + oh0 * OW;  // channel stride L
     const uint8_t* bg = cw.bt.empty() ? nullptr : cw.bt.data() + g * Kg * Og;
+    const uint8_t* sg = cw.swapped.empty() ? nullptr : cw.swapped.data() + g * Kg * RoundUp(Og, kMBlock);
     const int32_t* cg = corr.data() + g * Og;
     auto serial = [](int64_t cnt, int64_t, const std::function<void(int64_t, int64_t)>& fn) { fn(0, cnt); };
     const ParFn inner = inner_parallel ? par : ParFn(serial);
@@ -837,14 +836,14 @@ void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvSh
       // channel blocks of 6: Sep8TGemmVnni's widest tile
       inner((Og + 5) / 6, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, Lb * Kp)),
             [&](int64_t b0, int64_t b1) { Sep8TGemmVnni(tp, b0 * 6, std::min(Og, b1 * 6)); });
-      if (!sep) run.Planes(cols, Lp, Lb, Kg, bg, Og, nullptr, true, yg, 1, L, inner);
+      if (!sep) run.Planes(cols, Lp, Lb, Kg, bg, Og, nullptr, true, yg, 1, L, inner, sg);
       return;
     }
     const SepB* sb = cw.sepb.empty() ? nullptr : cw.sepb[g].get();
     if (sep)
       return run.Sep(*sb, [&](int64_t m, int64_t k) { return cols[k * Lp + m]; }, Lb, cg, yg, 1,
                      L, inner);
-    run.General(sb, cols, Lp, Lb, Kg, bg, Og, cg, yg, 1, L, inner);
+    run.General(sb, cols, Lp, Lb, Kg, bg, Og, cg, yg, 1, L, inner, nullptr, sg);
   };
   // Per-thread buffers reused across calls: fresh multi-MiB buffers per call cost more in
   // page faults than the GEMM. Everything read from them is written first.
@@ -866,6 +865,20 @@ void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvSh
   }
 }
 }  // namespace
+
+std::vector<uint8_t> SwappedCodes(const Prepared& prep, bool planes, const uint8_t* b, int64_t K,
+                                  int64_t N) {
+  const int64_t Np = RoundUp(N, kMBlock);
+  const bool sm = prep.by_activation.sign_magnitude;
+  std::vector<uint8_t> out;
+  if (!planes || prep.sep.ok || (Np == N && !sm)) return out;
+  out.assign(K * Np, 0);
+  for (int64_t k = 0; k < K; ++k) {
+    if (sm) MapBytesVbmi(SignMagnitude().data(), b + k * N, N, out.data() + k * Np);
+    else std::memcpy(out.data() + k * Np, b + k * N, N);
+  }
+  return out;
+}
 
 const std::array<uint8_t, 256>& SignMagnitude() {
   static const std::array<uint8_t, 256> table = [] {
@@ -923,6 +936,7 @@ std::shared_ptr<const MatMulWeights> PackMatMulWeights(const Prepared& prep,
   ColumnCorrection<true>(1, K, N, [&](int64_t k, int64_t n) { return bs[k * N + n]; }, pw->wsum.data());
   const GemmRunner run{prep, PickKernels(variants), isa != Isa::kPortable, isa == Isa::kAvx512};
   pw->sep = run.PackB(reinterpret_cast<const uint8_t*>(bs), K, N);
+  pw->swapped = SwappedCodes(prep, run.k.planes, reinterpret_cast<const uint8_t*>(bs), K, N);
   return pw;
 }
 
@@ -968,7 +982,8 @@ void MatMul(const Prepared& prep, const KernelVariants& variants, const uint8_t*
       for (int64_t k = k0; k < k1; ++k)
         for (int64_t m = m0; m < m1; ++m) at[k * Mp + m] = ap[m * K + k];
     }
-  run.General(pw->sep.get(), at.data(), Mp, M, K, bp, N, corr.data(), y, N, 1, par, ap);
+  run.General(pw->sep.get(), at.data(), Mp, M, K, bp, N, corr.data(), y, N, 1, par, ap,
+              pw->swapped.empty() ? nullptr : pw->swapped.data());
 }
 
 std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep,
@@ -996,6 +1011,10 @@ std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep,
       for (int64_t k = 0; k < Kg; ++k)
         for (int64_t o = 0; o < Og; ++o)
           cw->bt[(g * Kg + k) * Og + o] = static_cast<uint8_t>(wp[(g * Og + o) * Kg + k]);
+    for (int64_t g = 0; g < group; ++g) {
+      std::vector<uint8_t> sc = SwappedCodes(prep, kern.planes, cw->bt.data() + g * Kg * Og, Kg, Og);
+      cw->swapped.insert(cw->swapped.end(), sc.begin(), sc.end());
+    }
   }
   // Unit strides and pl + pr == dw * (KW - 1): every output row is as wide as the input
   // (OW == W for any W), so a panel is one run of a channel-quad plane (ConvCore x4_panels).

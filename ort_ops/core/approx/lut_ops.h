@@ -86,7 +86,14 @@ struct MatMulWeights {
   int64_t K = 0, N = 0;
   std::vector<int32_t> wsum;  // sum_k B[k, n] (wrapping)
   std::shared_ptr<SepB> sep;  // separable GEMM (or the exact base of a general LUT), if used
+  std::vector<uint8_t> swapped;  // SwappedCodes of B, or empty
 };
+// The weights as the byte-plane GEMM's swapped orientation reads them (GemmRunner::Planes):
+// [K][round_up(N, 64)], in sign-magnitude codes where Prepared::by_activation is. Packed
+// once when they differ from the weights themselves (N % 64 != 0, or sign-magnitude) and
+// the byte planes are used; otherwise empty (Planes then uses the weights, or converts).
+std::vector<uint8_t> SwappedCodes(const Prepared& prep, bool planes, const uint8_t* b, int64_t K,
+                                  int64_t N);
 std::shared_ptr<const MatMulWeights> PackMatMulWeights(const Prepared& prep,
                                                        const KernelVariants& variants,
                                                        const int8_t* b, int64_t K, int64_t N);
@@ -113,6 +120,7 @@ struct ConvWeights {
   std::vector<int32_t> wsum;               // per output channel, over its Kg taps
   bool use_t8 = false, sep = false;        // path taken (depends on LUT and ISA)
   std::vector<uint8_t> bt;                 // per group [Kg][Og] (uint8 view), non-t8 paths
+  std::vector<uint8_t> swapped;            // per group SwappedCodes of bt ([Kg][round_up(Og, 64)]), or empty
   std::vector<std::shared_ptr<SepB>> sepb; // per group, non-t8 separable / exact-base GEMM
   std::vector<int8_t> wq;                  // t8 path: [Co][Kp] (g-mapped), Kp = round_up(Kg, 4);
                                            // x4: quads (kh, kw, channel quad), Kp = KH*KW*Cq*4
