@@ -442,12 +442,13 @@ struct GemmRunner {
     const int32_t add = static_cast<int32_t>(static_cast<uint32_t>(K) * static_cast<uint32_t>(prep.bias));
     // Relative cost per step of a column (measured on VGG-small and the Fashion-MNIST CNN):
     // one per 64-row block, two per table load (once per pass of up to kPlaneRows / 64
-    // blocks); a listed step one more (building and walking the lists), a narrow step 0.6
-    // of the blocks.
-    auto per_step = [](int64_t rows, double block_share) {
+    // blocks); a narrow step 0.6 of the blocks and, for odd-symmetric tables (half the
+    // bytes), one per table load; building the step lists ~0.2 per step of K. Walking a
+    // list costs about what reading every step's code does.
+    auto per_step = [](int64_t rows, double block_share, double load = 2.0) {
       const int64_t blocks = (rows + kMBlock - 1) / kMBlock;
       const int64_t passes = (blocks + kPlaneRows / kMBlock - 1) / (kPlaneRows / kMBlock);
-      return double(blocks) * block_share + 2.0 * double(passes);
+      return double(blocks) * block_share + load * double(passes);
     };
     // One orientation: the tables of `side`, selected by codes[k * ld + c] for `cols` columns
     // over `rows` rows. For the listed side, the shares of skipped and narrow steps are estimated
@@ -480,9 +481,9 @@ struct GemmRunner {
       c.t.skip = side.any_skip ? side.skip.data() : nullptr;
       c.t.narrow = side.any_narrow ? side.narrow.data() : nullptr;
       const double wide = 1.0 - skip - (c.t.narrow ? narrow : 0.0);
-      c.cost = double(K * cols) * (wide * (per_step(rows, 1.0) + 0.5) +
-                                   (c.t.narrow ? narrow * (per_step(rows, 0.6) + 0.5) : 0.0) +
-                                   0.2);  // + reading each step's codes for the lists
+      c.cost = double(K * cols) * (wide * per_step(rows, 1.0) +
+                                   (c.t.narrow ? narrow * per_step(rows, 0.6, c.t.narrow_c ? 1.0 : 2.0) : 0.0) +
+                                   0.2);  // + building the lists (every step of K)
       return c;
     };
     const Choice normal = orientation(prep.by_weight, b, N, M, N);
