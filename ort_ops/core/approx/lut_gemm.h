@@ -99,6 +99,19 @@ struct Sep8TProblem {
   // lanes [64t, 64t + 64) of quad k at aq + t * panel + (k * 64 + l % 64) * 4. One panel is
   // read sequentially (not at a 4 * ld_l stride, which aliases cache sets).
   int64_t panel = 0;
+  // Non-null (then L <= 64, one panel, aq unused): the conv's channel-quad path. Quad
+  // t * cq + c of the panel is the 64 pixels at x4->src + c * cq_stride + tap_off[t], read
+  // in place (masked loads), except the lanes whose bit is clear in keep[t] (taps that fall
+  // into the padding columns), which read `fill` in all 4 bytes. (Copying each panel first,
+  // 72 KiB for a 128-channel 3x3 layer, cost 1.3 % of VGG-small.)
+  const struct X4Source* x4 = nullptr;
+};
+struct X4Source {
+  const uint8_t* src;
+  const int64_t* tap_off;
+  const uint64_t* keep;
+  int64_t taps, cq, cq_stride;
+  uint8_t fill;
 };
 // Lane panels outer, output channels inner: a panel stays in cache while every channel of
 // [n_begin, n_end) uses it.
@@ -107,14 +120,7 @@ void Sep8TGemmVnni(const Sep8TProblem& p, int64_t n_begin, int64_t n_end);
 // l < Lp; Lp a multiple of 16 (rows readable up to Lp). SSE2 only (kept with its users).
 void InterleaveQuads(const uint8_t* rows, int64_t ld, int64_t K, int64_t Kp, int64_t Lp,
                      uint8_t* out);
-// One 64-lane panel of the conv's channel-quad path: quad q = t * cq + c of the panel (256
-// bytes at panel + q * 256) is the 64 pixels at src + c * cq_stride + tap_off[t], except the
-// lanes whose bit is clear in keep[t], which get `fill` in all 4 bytes (taps that fall into
-// the padding columns). Masked 16-lane blends instead of per-lane stores: the border lanes
-// of a 512-channel 8x8 layer were 12288 scalar stores per panel.
 constexpr int64_t kMaxX4Taps = 64;  // taps <= this (the x4 path's kernels; larger: im2col)
-void X4PanelAvx512(const uint8_t* src, const int64_t* tap_off, const uint64_t* keep,
-                   int64_t taps, int64_t cq, int64_t cq_stride, uint8_t fill, uint8_t* panel);
 // dst[i] = table[src[i]] (256-entry byte table), 64 bytes per step. Needs AVX-512 BW+VBMI.
 void MapBytesVbmi(const uint8_t* table, const uint8_t* src, int64_t n, uint8_t* dst);
 

@@ -666,21 +666,36 @@ namespace {
 // vectors and a broadcast weight quad (29 of 32 zmm). Named accumulators, not an array of
 // them: at 6 x 4 GCC 12 spills the array to the stack (a Sep8TTile<6, 4> template, even with
 // DotQuads, measured 2.3x slower on VGG-small layers); rows past NR compile away.
-template <int NR>
+// kX4: the quads are read in place (Sep8TProblem::x4), tap by tap, the clipped lanes of a
+// border tap with masked loads; the loop body is the same.
+template <int NR, bool kX4>
 void Sep8TTileNamed(const Sep8TProblem& p, int64_t n0, int64_t l0) {
   static_assert(NR >= 1 && NR <= 6);
   const int64_t kq = p.Kp / 4;
-  const uint8_t* a = p.panel ? p.aq + (l0 / 64) * p.panel : p.aq + l0 * 4;
-  const int64_t lda = (p.panel ? 64 : p.ld_l) * 4;
+  const int64_t lda = kX4 ? p.x4->cq_stride : (p.panel ? 64 : p.ld_l) * 4;
   const int8_t* w = p.wq + n0 * p.Kp;
   const int64_t ldw = p.Kp;
   __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00;
   __m512i c10 = c00, c11 = c00, c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00;
   __m512i c30 = c00, c31 = c00, c32 = c00, c33 = c00, c40 = c00, c41 = c00, c42 = c00, c43 = c00;
   __m512i c50 = c00, c51 = c00, c52 = c00, c53 = c00;
-  for (int64_t k = 0; k < kq; ++k, a += lda, w += 4) {
-    const __m512i a0 = _mm512_loadu_si512(a), a1 = _mm512_loadu_si512(a + 64);
-    const __m512i a2 = _mm512_loadu_si512(a + 128), a3 = _mm512_loadu_si512(a + 192);
+  const int64_t runs = kX4 ? p.x4->taps : 1, run_len = kX4 ? p.x4->cq : kq;
+  const __m512i fill = _mm512_set1_epi8(kX4 ? static_cast<char>(p.x4->fill) : 0);
+  for (int64_t t = 0; t < runs; ++t) {
+    const uint8_t* a = kX4 ? p.x4->src + p.x4->tap_off[t]
+                           : (p.panel ? p.aq + (l0 / 64) * p.panel : p.aq + l0 * 4);
+    const uint64_t keep = kX4 ? p.x4->keep[t] : ~uint64_t{0};
+    const __mmask16 k0 = static_cast<__mmask16>(keep), k1 = static_cast<__mmask16>(keep >> 16);
+    const __mmask16 k2 = static_cast<__mmask16>(keep >> 32), k3 = static_cast<__mmask16>(keep >> 48);
+    for (int64_t k = 0; k < run_len; ++k, a += lda, w += 4) {
+      __m512i a0, a1, a2, a3;
+      if (kX4) {
+        a0 = _mm512_mask_loadu_epi32(fill, k0, a), a1 = _mm512_mask_loadu_epi32(fill, k1, a + 64);
+        a2 = _mm512_mask_loadu_epi32(fill, k2, a + 128), a3 = _mm512_mask_loadu_epi32(fill, k3, a + 192);
+      } else {
+        a0 = _mm512_loadu_si512(a), a1 = _mm512_loadu_si512(a + 64);
+        a2 = _mm512_loadu_si512(a + 128), a3 = _mm512_loadu_si512(a + 192);
+      }
 #define STEPORT_SEP8T_ROW(i, x0, x1, x2, x3)                              \
   if constexpr (NR > (i)) {                                               \
     int32_t quad;                                                         \
@@ -688,13 +703,14 @@ void Sep8TTileNamed(const Sep8TProblem& p, int64_t n0, int64_t l0) {
     const __m512i b = _mm512_set1_epi32(quad);                            \
     DotQuads(x0, a0, b), DotQuads(x1, a1, b), DotQuads(x2, a2, b), DotQuads(x3, a3, b); \
   }
-    STEPORT_SEP8T_ROW(0, c00, c01, c02, c03)
-    STEPORT_SEP8T_ROW(1, c10, c11, c12, c13)
-    STEPORT_SEP8T_ROW(2, c20, c21, c22, c23)
-    STEPORT_SEP8T_ROW(3, c30, c31, c32, c33)
-    STEPORT_SEP8T_ROW(4, c40, c41, c42, c43)
-    STEPORT_SEP8T_ROW(5, c50, c51, c52, c53)
+      STEPORT_SEP8T_ROW(0, c00, c01, c02, c03)
+      STEPORT_SEP8T_ROW(1, c10, c11, c12, c13)
+      STEPORT_SEP8T_ROW(2, c20, c21, c22, c23)
+      STEPORT_SEP8T_ROW(3, c30, c31, c32, c33)
+      STEPORT_SEP8T_ROW(4, c40, c41, c42, c43)
+      STEPORT_SEP8T_ROW(5, c50, c51, c52, c53)
 #undef STEPORT_SEP8T_ROW
+    }
   }
   // A partial last panel (p.L - l0 < 64) was computed on its readable padding lanes: store
   // the valid ones only.
@@ -719,6 +735,23 @@ void Sep8TTileNamed(const Sep8TProblem& p, int64_t n0, int64_t l0) {
   if constexpr (NR > 4) store(4, c40, c41, c42, c43);
   if constexpr (NR > 5) store(5, c50, c51, c52, c53);
 }
+
+template <bool kX4>
+void Sep8TChannels(const Sep8TProblem& p, int64_t n_begin, int64_t n_end) {
+  const int64_t count = n_end - n_begin;
+  const int64_t rest6 = count % 6 == 2 && count >= 8 ? 8 : count % 6;  // channels after the 6s
+  for (int64_t l0 = 0; l0 < p.L; l0 += 64) {
+    int64_t n = n_begin;
+    for (; n_end - n > rest6; n += 6) Sep8TTileNamed<6, kX4>(p, n, l0);
+    for (; n_end - n >= 4; n += 4) Sep8TTileNamed<4, kX4>(p, n, l0);
+    switch (n_end - n) {
+      case 3: Sep8TTileNamed<3, kX4>(p, n, l0); break;
+      case 2: Sep8TTileNamed<2, kX4>(p, n, l0); break;
+      case 1: Sep8TTileNamed<1, kX4>(p, n, l0); break;
+      default: break;
+    }
+  }
+}
 }  // namespace
 
 void Sep8TGemmVnni(const Sep8TProblem& p, int64_t n_begin, int64_t n_end) {
@@ -728,42 +761,8 @@ void Sep8TGemmVnni(const Sep8TProblem& p, int64_t n_begin, int64_t n_end) {
   // A partial last panel runs as a full one (its padding lanes are readable: panels and
   // ld_l hold whole 64-lane groups) and stores its valid lanes: cheaper than narrower tiles,
   // which (array accumulators) spilled: a 14x14 output has 196 = 3 x 64 + 4 lanes.
-  const int64_t count = n_end - n_begin;
-  const int64_t rest6 = count % 6 == 2 && count >= 8 ? 8 : count % 6;  // channels after the 6s
-  for (int64_t l0 = 0; l0 < p.L; l0 += 64) {
-    int64_t n = n_begin;
-    for (; n_end - n > rest6; n += 6) Sep8TTileNamed<6>(p, n, l0);
-    for (; n_end - n >= 4; n += 4) Sep8TTileNamed<4>(p, n, l0);
-    switch (n_end - n) {
-      case 3: Sep8TTileNamed<3>(p, n, l0); break;
-      case 2: Sep8TTileNamed<2>(p, n, l0); break;
-      case 1: Sep8TTileNamed<1>(p, n, l0); break;
-      default: break;
-    }
-  }
-}
-
-void X4PanelAvx512(const uint8_t* src, const int64_t* tap_off, const uint64_t* keep,
-                   int64_t taps, int64_t cq, int64_t cq_stride, uint8_t fill, uint8_t* panel) {
-  const __m512i f = _mm512_set1_epi8(static_cast<char>(fill));
-  for (int64_t t = 0; t < taps; ++t) {
-    const uint8_t* a = src + tap_off[t];
-    uint8_t* o = panel + t * cq * 256;
-    if (keep[t] == ~uint64_t{0}) {
-      for (int64_t c = 0; c < cq; ++c, a += cq_stride, o += 256)
-        for (int v = 0; v < 4; ++v)
-          _mm512_storeu_si512(o + v * 64, _mm512_loadu_si512(a + v * 64));
-      continue;
-    }
-    const __mmask16 k0 = static_cast<__mmask16>(keep[t]), k1 = static_cast<__mmask16>(keep[t] >> 16);
-    const __mmask16 k2 = static_cast<__mmask16>(keep[t] >> 32), k3 = static_cast<__mmask16>(keep[t] >> 48);
-    for (int64_t c = 0; c < cq; ++c, a += cq_stride, o += 256) {
-      _mm512_storeu_si512(o, _mm512_mask_loadu_epi32(f, k0, a));
-      _mm512_storeu_si512(o + 64, _mm512_mask_loadu_epi32(f, k1, a + 64));
-      _mm512_storeu_si512(o + 128, _mm512_mask_loadu_epi32(f, k2, a + 128));
-      _mm512_storeu_si512(o + 192, _mm512_mask_loadu_epi32(f, k3, a + 192));
-    }
-  }
+  if (p.x4) return Sep8TChannels<true>(p, n_begin, n_end);
+  Sep8TChannels<false>(p, n_begin, n_end);
 }
 
 void InterleaveQuads(const uint8_t* rows, int64_t ld, int64_t K, int64_t Kp, int64_t Lp,

@@ -759,9 +759,15 @@ void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvSh
   // (f8u exists only for narrow separable LUTs, the x4 path's)
   const uint8_t x4_fill = x4 && sep && !prep.f8_identity ? prep.f8u[static_cast<uint8_t>(zp)]
                                                          : static_cast<uint8_t>(zp);
-  auto x4_panel = [&](const uint8_t* buf, int64_t l0, int64_t Lb, uint8_t* panel) {
+  // The panel's taps: where its 64 lanes of each channel quad lie in the quad planes and
+  // which lanes read them (Sep8TProblem::x4).
+  struct X4Taps {
     int64_t tap_off[kMaxX4Taps];
     uint64_t keep[kMaxX4Taps];
+  };
+  auto x4_taps = [&](int64_t l0, int64_t Lb, X4Taps& xt) {
+    int64_t* tap_off = xt.tap_off;
+    uint64_t* keep = xt.keep;
     for (int64_t kh = 0; kh < KH; ++kh)
       for (int64_t kw = 0; kw < KW; ++kw) {
         const int64_t t = kh * KW + kw;
@@ -774,7 +780,6 @@ void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvSh
             for (int64_t l = std::max(c0, l0); l < std::min(c1, l0 + 64); ++l)
               keep[t] &= ~(uint64_t{1} << (l - l0));
       }
-    X4PanelAvx512(buf, tap_off, keep, KH * KW, Cq, x4_plane * 4, x4_fill, panel);
   };
   struct Scratch {
     uint8_t *cols, *aq;
@@ -793,32 +798,32 @@ void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvSh
     const ParFn inner = inner_parallel ? par : ParFn(serial);
     const GemmRunner run{prep, kern, isa != Isa::kPortable, isa == Isa::kAvx512};
     if (use_t8 && x4) {
-      // Each panel right before the channel blocks that use it, while it is in L1/L2 (all
-      // panels first wrote 1.2 MiB per 128-channel 32x32 image and read it back from L3).
-      // Threads split the panels (each builds its own in its thread's buffer): a parallel
-      // region per panel over its channel blocks cost more in hand-offs than the panel at
-      // 2 threads (cnn28 at batch 1: 0.25x ORT int8 instead of 0.9x), unless there are too
-      // few panels to go round.
+      // Panel by panel, each read in place from the channel-quad planes (Sep8TProblem::x4:
+      // copying each panel first cost 1.3 % of VGG-small). Threads split the panels: a
+      // parallel region per panel over its channel blocks cost more in hand-offs than the
+      // panel at 2 threads (cnn28 at batch 1: 0.25x ORT int8 instead of 0.9x), unless there
+      // are too few panels to go round.
       const int64_t npanels = (Lb + 63) / 64;
-      auto panels = [&](int64_t p0, int64_t p1, uint8_t* aq) {
-        for (int64_t pi = p0; pi < p1; ++pi) {
-          const int64_t l0 = pi * 64;
-          x4_panel(cols, l0, Lb, aq);
-          const Sep8TProblem tp{aq, 64, Kp, cw.wq.data() + g * Og * Kp,
-                                std::min<int64_t>(64, Lb - l0), Og, cg, yg + l0, L, Kp * 64};
-          Sep8TGemmVnni(tp, 0, Og);
-        }
+      auto panel_problem = [&](int64_t l0, X4Taps& xt, X4Source& src) {
+        x4_taps(l0, Lb, xt);
+        src = X4Source{cols, xt.tap_off, xt.keep, KH * KW, Cq, x4_plane * 4, x4_fill};
+        Sep8TProblem tp{nullptr, 64, Kp, cw.wq.data() + g * Og * Kp, std::min<int64_t>(64, Lb - l0),
+                        Og, cg, yg + l0, L, 0};
+        tp.x4 = &src;
+        return tp;
       };
-      if (!inner_parallel) return panels(0, npanels, sc.aq);
-      if (npanels >= 4) {
-        par(npanels, 1, [&](int64_t p0, int64_t p1) { panels(p0, p1, ThreadScratch(1, Kp * 64)); });
-        return;
-      }
+      auto panels = [&](int64_t p0, int64_t p1) {
+        X4Taps xt;
+        X4Source src;
+        for (int64_t pi = p0; pi < p1; ++pi) Sep8TGemmVnni(panel_problem(pi * 64, xt, src), 0, Og);
+      };
+      if (!inner_parallel) return panels(0, npanels);
+      if (npanels >= 4) return par(npanels, 1, panels);
       // few panels (an 8x8 output is one): threads split each panel's channel blocks
       for (int64_t l0 = 0; l0 < Lb; l0 += 64) {
-        x4_panel(cols, l0, Lb, sc.aq);
-        const Sep8TProblem tp{sc.aq, 64, Kp, cw.wq.data() + g * Og * Kp,
-                              std::min<int64_t>(64, Lb - l0), Og, cg, yg + l0, L, Kp * 64};
+        X4Taps xt;
+        X4Source src;
+        const Sep8TProblem tp = panel_problem(l0, xt, src);
         par((Og + 5) / 6, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, 64 * Kp)),
             [&](int64_t b0, int64_t b1) { Sep8TGemmVnni(tp, b0 * 6, std::min(Og, b1 * 6)); });
       }
@@ -850,7 +855,7 @@ void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvSh
   // page faults than the GEMM. Everything read from them is written first.
   auto scratch = [&]() {
     return Scratch{ThreadScratch(0, x4 ? Cq * x4_plane * 4 : Kg * Lmax),
-                   use_t8 ? ThreadScratch(1, Kp * (x4 ? 64 : Lmax)) : nullptr};
+                   use_t8 && !x4 ? ThreadScratch(1, Kp * Lmax) : nullptr};
   };
   const int64_t tasks = s.NB * group * blocks;
   if (tasks >= 4) {  // parallel over (image, group, row block), one scratch per chunk
@@ -1018,7 +1023,7 @@ std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep,
     }
   }
   // Unit strides and pl + pr == dw * (KW - 1): every output row is as wide as the input
-  // (OW == W for any W), so a panel is one run of a channel-quad plane (ConvCore x4_panels).
+  // (OW == W for any W), so a panel is one run of a channel-quad plane (ConvCore x4_taps).
   // The block buffer holds (KH - 1) * dh input rows beyond the block's output rows and guards
   // of max(pl, pr) pixels: kept small so memory stays bounded by the im2col budget (huge
   // dilated kernels take the im2col path, which skips all-padding taps).
