@@ -249,6 +249,11 @@ def test_constant_and_narrow_tables(lut_name, isa):
     long_k = rng.integers(0, 12, (130, 2600), dtype=np.uint8)
     long_k[rng.random(long_k.shape) < 0.4] = 0
     cases.append((long_k, rng.choice(np.array([-128, -127, -1, 0, 1, 127, 55, -77], np.int8), (2600, 90))))
+    # 2200 output channels as the swapped form's rows: 9 passes of 256, more than one call
+    # keeps (GemmRunner::Planes merges at most 8)
+    few = rng.integers(0, 12, (3, 300), dtype=np.uint8)
+    few[rng.random(few.shape) < 0.5] = 0
+    cases.append((few, rng.integers(-128, 128, (300, 2200), dtype=np.int8)))
     for i, (a, b) in enumerate(cases):
         zp = [0, 7][i % 2]
         feeds = {"A": a, "B": b, "lut": lut, "a_zero_point": np.array(zp, np.uint8)}

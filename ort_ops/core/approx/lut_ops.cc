@@ -505,9 +505,11 @@ struct GemmRunner {
     }
     // Tasks: column chunks x passes of kPlaneRows rows (each table load serves them all);
     // several chunks per pass when passes are few, so threads still have work. A thread's
-    // consecutive passes of one chunk run as one call: the step lists of its columns
-    // (PlaneGemmVbmi) are built once for all its rows. Listed chunks are whole 64-column
-    // groups (the lists are built 64 columns at a time).
+    // consecutive passes of one chunk run as one call, up to kMergedPasses of them: the step
+    // lists of its columns (PlaneGemmVbmi) are built once for all its rows, whose sums it
+    // keeps (64 columns x 4 bytes per row: 512 KiB at the cap, however many rows the output
+    // has). Listed chunks are whole 64-column groups (the lists are built 64 columns at a
+    // time).
     const int64_t passes = (rows + kPlaneRows - 1) / kPlaneRows;
     const int64_t unit = pp.t.skip || pp.t.narrow ? kMBlock : 1;
     const int64_t nchunks = std::min<int64_t>((cols + unit - 1) / unit, std::max<int64_t>(1, 16 / passes));
@@ -517,7 +519,8 @@ struct GemmRunner {
         [&](int64_t t0, int64_t t1) {
           for (int64_t t = t0; t < t1;) {
             const int64_t n0 = (t / passes) * ncs, first = t % passes;
-            const int64_t last = std::min(passes, first + (t1 - t));
+            constexpr int64_t kMergedPasses = 8;
+            const int64_t last = std::min({passes, first + (t1 - t), first + kMergedPasses});
             if (n0 < cols)
               PlaneGemmVbmi(pp, first * kPlaneRows, std::min(rows, last * kPlaneRows), n0,
                             std::min(cols, n0 + ncs));
