@@ -138,27 +138,26 @@ struct PlaneTables {
   int P;                  // 1..4
   int top_steps;          // 1, or k-steps (<= 256) the top plane may be summed in bytes:
                           // top_steps * max(top plane byte) <= 255
-  // Codes whose tables hold one constant, skip_value (skip[c] = 1), or null: those k-steps
-  // are left out of the lookups and skip_value times their count added. Under ReLU most
-  // activation codes are the zero point, whose row usually is constant (LUT[0][b] = 0:
-  // E(0, b) = -bias).
+  // Codes whose tables hold one constant, skip_value (skip[c] = 1), or null (no skipping):
+  // those k-steps are left out of the lookups and skip_value times their count added. Under
+  // ReLU most activation codes are the zero point, whose row usually is constant
+  // (LUT[0][b] = 0: E(0, b) = -bias).
   const uint8_t* skip;
   uint32_t skip_value;
-  // Codes whose table spans less than 256 (is_narrow[c] = 1), or null: their steps are looked
-  // up in one plane, narrow[c * 256 + x] = E - narrow_lo[c], and narrow_lo[c] added per step
-  // (narrow_lo is 0 for the other codes). Approximate multipliers err less on small
-  // operands, and most activation codes are small (Mitchell: rows 0..11 span < 256).
+  // The narrow tables, or null (none used): codes whose table spans less than 256 are looked
+  // up in one plane, narrow[c * 256 + x] = E - narrow_lo(c), with narrow_lo(c) added per
+  // step. Approximate multipliers err less on small operands, and most activation codes are
+  // small (Mitchell: rows 0..11 span < 256).
   const uint8_t* narrow;
-  const uint8_t* is_narrow;
-  const uint32_t* narrow_lo;
   int narrow_top_steps;  // top_steps of the narrow tables
   // Non-null: the LUT is odd-symmetric in the index code (the narrow value at -m is
   // narrow_c[c] - the value at m, mod 256; Mitchell, DRUM: LUT(a, -b) = -LUT(a, b)). The
   // index codes are then sign-magnitude (bit 7 the sign, -128 as 0x80), every table is in that
   // order, and a narrow table is 128 bytes, narrow[c * 128 + m], m < 128 (PlanePass kSym).
   const uint8_t* narrow_c;
-  // For the step lists: step_flags[c] = 1 (skipped) | 2 (narrow); narrow_lo in byte planes,
-  // narrow_lo_bytes[q * 256 + c] = byte q of narrow_lo[c], q < narrow_lo_planes (0..4).
+  // What the step lists read per code (skip or narrow non-null turns them on):
+  // step_flags[c] = 1 (skipped) | 2 (narrow); narrow_lo in byte planes,
+  // narrow_lo_bytes[q * 256 + c] = byte q of narrow_lo(c), q < narrow_lo_planes (0..4).
   const uint8_t* step_flags;
   const uint8_t* narrow_lo_bytes;
   int narrow_lo_planes;

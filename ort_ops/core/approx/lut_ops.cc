@@ -429,12 +429,11 @@ struct GemmRunner {
   // 64-row vectors, so few rows waste it: an 8x8 output (64 rows) reloads the tables for every
   // 64 lookups, a matmul at batch 1 uses 1 lane in 64. There the roles swap: the weight
   // columns become the rows (looked up by weight code in Prepared::by_activation) and the
-  // activation rows
-  // the columns; the sums are the same integers, written transposed. In the swapped
-  // orientation, steps whose table is constant are skipped and those whose table is narrow
-  // take one plane (PlaneTables::skip / narrow): activations at the zero point or at small
-  // codes, after ReLU most of them, which can make swapping worth it for large outputs too;
-  // the choice counts them.
+  // activation rows the columns; the sums are the same integers, written transposed. In the
+  // swapped orientation, steps whose table is constant are skipped and those whose table is
+  // narrow take one plane (PlaneTables::skip / narrow): activations at the zero point or at
+  // small codes, after ReLU most of them, which can make swapping worth it for large outputs
+  // too; the choice counts them.
   // `swapped_b`: SwappedCodes of b when packed (else converted here when needed).
   void Planes(const uint8_t* at, int64_t ld_at, int64_t M, int64_t K, const uint8_t* b,
               int64_t N, const int32_t* corr, bool accumulate, int32_t* y, int64_t ldy_m,
@@ -464,7 +463,7 @@ struct GemmRunner {
     auto orientation = [&](const Prepared::PlaneSide& side, const uint8_t* codes, int64_t ld,
                            int64_t rows, int64_t cols) {
       Choice c{{side.planes.data(), prep.planes_p, prep.top_steps, nullptr, side.skip_value,
-                nullptr, side.is_narrow.data(), side.narrow_lo.data(), side.narrow_top_steps,
+                nullptr, side.narrow_top_steps,
                 side.sign_magnitude ? side.narrow_c.data() : nullptr, side.step_flags.data(),
                 side.narrow_lo_bytes.data(), side.narrow_lo_planes},
                double(K * cols) * per_step(rows, 1.0)};
