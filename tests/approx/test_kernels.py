@@ -211,8 +211,9 @@ def test_constant_and_narrow_tables(lut_name, isa):
     take one plane (GemmRunner::Planes, PlaneTables): activations at a constant-row code (most
     of them under ReLU) or small codes, in the swapped orientation, the only one that lists;
     zero or small weights (constant or narrow columns, which the plain orientation walks
-    like any other); columns with few such steps inside a listing group walk every step; a
-    matrix of only skipped codes; and a 3x3 conv on ReLU-like input. Exact either way."""
+    like any other); columns with few such steps inside a listing group (listed like the
+    rest); a matrix of only skipped codes; K over the lists' chunk; more swapped rows than one
+    call keeps; and a 3x3 conv on ReLU-like input. Exact either way."""
     from steport.train.multipliers import get_multiplier
 
     if lut_name == "mitchell":
