@@ -286,13 +286,24 @@ struct ConvCore {
     return {NB, C, H, Wd, Co, Cg, KH, KW, sh, sw, pt, pl, pb, pr, dh, dw, group, OH, OW};
   }
 
-  void Run(const approx::ParFn& par, const approx::ConvShape& s, const uint8_t* x,
-           const InputView& w, const int32_t* lut, int32_t zp, int32_t* y) {
+  // The LUT's preparation and the weights packed for it: cached for a constant W (one shape:
+  // the pack made for the first call fits every call), else packed per call.
+  struct Ready {
+    std::shared_ptr<const approx::Prepared> prep;
+    std::shared_ptr<const approx::ConvWeights> pw;
+  };
+  Ready Prepare(const approx::ConvShape& s, const InputView& w, const int32_t* lut) {
     auto prep = cache.Get(lut);
     const int8_t* wp = w.data<int8_t>();
-    // A constant W has one shape: the pack made for the first call fits every call.
-    auto pw = weights.Get(prep.get(), wp, [&] { return approx::PackConvWeights(*prep, variants, s, wp); });
-    approx::Conv(*prep, variants, s, x, wp, zp, y, par, pw.get());
+    auto make = [&] { return approx::PackConvWeights(*prep, variants, s, wp); };
+    auto pw = weights.Get(prep.get(), wp, make);
+    return {prep, pw ? pw : make()};
+  }
+
+  void Run(const approx::ParFn& par, const approx::ConvShape& s, const uint8_t* x,
+           const InputView& w, const int32_t* lut, int32_t zp, int32_t* y) {
+    const Ready r = Prepare(s, w, lut);
+    approx::Conv(*r.prep, variants, s, x, w.data<int8_t>(), zp, y, par, r.pw.get());
   }
 };
 
@@ -351,19 +362,29 @@ struct QConvCpu {
     Check(PH >= 1 && PW >= 1, "pool_kernel larger than the padded conv output ", s.OH, "x", s.OW);
     auto out = ctx.GetOutput(spec_qconv::kOutputY.index, std::vector<int64_t>{s.NB, s.Co, PH, PW});
     if (s.NB == 0 || s.Co == 0) return;
-    // One image at a time, requantized while its int32 sums are in cache (one pass over the
-    // whole batch's sums went through memory: 8 MiB for a 128-channel 32x32 layer at batch
-    // 16, 4 % of that layer). Threads take whole images (each with its own sums); a single
-    // image spreads over the threads inside the conv.
     const uint8_t* xd = x.data<uint8_t>();
     uint8_t* yd = out.GetTensorMutableData<uint8_t>();
+    const ConvCore::Ready r = core.Prepare(s, w, lut);
+    const int8_t* wp = w.data<int8_t>();
+    // The GEMM's tiles requantize (and pool) their sums where the path allows it
+    // (approx::FusesCodes: the separable channel-quad path): no int32 sums in memory.
+    const bool pool2x2 = pool.kh == 2 && pool.kw == 2 && pool.sh == 2 && pool.sw == 2 &&
+                         pool.pt == 0 && pool.pl == 0 && pool.pb == 0 && pool.pr == 0;
+    if ((pool.identity() || pool2x2) && approx::FusesCodes(*r.pw, s, pool2x2))
+      return approx::ConvToCodes(*r.prep, core.variants, s, xd, wp, zp, q, pool2x2, yd, OrtPar(ctx),
+                                 *r.pw);
+    // Else one image at a time, requantized while its int32 sums are in cache (one pass over
+    // the whole batch's sums went through memory: 8 MiB for a 128-channel 32x32 layer at
+    // batch 16, 4 % of that layer). Threads take whole images (each with its own sums); a
+    // single image spreads over the threads inside the conv.
     const int64_t in_image = s.C * s.H * s.W, out_image = s.Co * PH * PW;
     approx::ConvShape one = s;
     one.NB = 1;
     auto images = [&](int64_t n0, int64_t n1, const approx::ParFn& inner) {
       AccScratch acc(ctx, {1, s.Co, s.OH, s.OW});
       for (int64_t n = n0; n < n1; ++n) {
-        core.Run(inner, one, xd + n * in_image, w, lut, zp, acc.data());
+        approx::Conv(*r.prep, core.variants, one, xd + n * in_image, wp, zp, acc.data(), inner,
+                     r.pw.get());
         approx::RequantizePlanes(core.variants.isa, acc.data(), 1, s.Co, s.OH, s.OW, q, pool,
                                  PH, PW, yd + n * out_image, inner);
       }

@@ -56,6 +56,14 @@ CONVS = [
     ((2, 3, 10, 10), 5, 3, (2, 2), (0, 1, 2, 0), (1, 2), 1, ((2, 3), (1, 2), (1, 0, 0, 2))),
     ((1, 6, 7, 9), 4, 1, (1, 1), (0, 0, 0, 0), (1, 1), 2, ((1, 1), (1, 1), (0, 0, 0, 0))),
     ((3, 2, 34, 40), 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1, ((2, 2), (2, 2), (0, 0, 0, 0))),
+    # Separable LUTs (exact, trunc) on AVX-512 VNNI requantize and pool in the GEMM's tiles
+    # (FusesCodes): rows of 32, 16 and 8 pixels in 64-pixel panels, groups, no pool with a
+    # partial last panel; 6 x 16 (96 pixels, not whole panels) stays unfused.
+    ((2, 8, 32, 32), 7, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1, ((2, 2), (2, 2), (0, 0, 0, 0))),
+    ((3, 8, 16, 16), 6, 3, (1, 1), (1, 1, 1, 1), (1, 1), 2, ((2, 2), (2, 2), (0, 0, 0, 0))),
+    ((1, 8, 8, 8), 13, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1, ((2, 2), (2, 2), (0, 0, 0, 0))),
+    ((1, 5, 14, 14), 6, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1, ((1, 1), (1, 1), (0, 0, 0, 0))),
+    ((1, 4, 6, 16), 4, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1, ((2, 2), (2, 2), (0, 0, 0, 0))),
 ]
 
 
@@ -86,6 +94,27 @@ def test_qconv_bitexact(lut_name, case, mkind, isa):
                                                **attrs), ref, "numpy kernel")
     if x.size * co < 40_000:
         assert_bitexact(run_fallback(model, feeds)[0], ref, "fallback")
+
+
+@pytest.mark.parametrize("xs,pool", [((1, 500, 32, 32), True), ((1, 500, 32, 30), False)])
+def test_qconv_fused_row_blocks(xs, pool, isa):
+    """500 input channels: the conv runs in blocks of output rows (29 rounded to 28 pooled: whole
+    64-pixel panels; 31 unpooled: a partial panel at each block's end), each block's codes
+    at their place."""
+    rng = np.random.default_rng(xs[3])
+    lut = LUTS["trunc"]()
+    x = rng.integers(0, 256, xs, dtype=np.uint8)
+    w = rng.integers(-127, 128, (3, xs[1], 3, 3), dtype=np.int8)
+    bias = rng.integers(-40000, 40000, 3, dtype=np.int32)
+    acc = np_conv(x, w, lut, 9, (1, 1), (1, 1, 1, 1))
+    mult = _multipliers(rng, acc, 3, "signed")
+    pk = [2, 2] if pool else [1, 1]
+    ref = np_pool(np_requant(acc, bias, mult, 60, 1), pk, pk, [0, 0, 0, 0])
+    feeds = {"X": x, "W": w, "lut": lut, "bias": bias, "multiplier": mult,
+             "x_zero_point": np.array(9, np.uint8), "y_zero_point": np.array(60, np.uint8)}
+    model = qconv_model(pads=[1, 1, 1, 1], pool_kernel=pk, pool_strides=pk)
+    for threads in (1, 2):
+        assert_bitexact(run_steport(model, feeds, threads)[0], ref, f"kernel[{isa}] {threads} threads")
 
 
 @pytest.mark.parametrize("lut_name", sorted(LUTS))

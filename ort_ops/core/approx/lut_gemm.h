@@ -11,6 +11,14 @@ namespace steport::approx {
 
 constexpr int64_t kMBlock = 64;  // rows of A per vector block; packed A rows padded to this
 
+// The requantization of int32 sums to uint8 codes (requant.h states the map).
+struct RequantParams {
+  const int32_t* bias = nullptr;  // [C]
+  const float* mult = nullptr;    // [C], or [1] when !per_channel; finite (callers check)
+  bool per_channel = true;
+  int32_t y_zp = 0;               // in [0, 255]
+};
+
 // Y[m, n] = sum_k lut_t[b[k, n]][at[k, m]] - corr[n], for m in [m_begin, m_end).
 struct GemmProblem {
   const int32_t* lut_t;  // [256][256] transposed LUT
@@ -105,6 +113,23 @@ struct Sep8TProblem {
   // into the padding columns), which read `fill` in all 4 bytes. (Copying each panel first,
   // 72 KiB for a 128-channel 3x3 layer, cost 1.3 % of VGG-small.)
   const struct X4Source* x4 = nullptr;
+  // Non-null (with x4 only: one panel): the tiles store uint8 codes through this output
+  // stage instead of int32 sums into y (ApproxQLinearConv: requantizing the sums while they
+  // are in registers saves writing and re-reading 4 bytes per sum, 2.6 % of VGG-small at
+  // batch 16).
+  const struct Sep8TCodes* codes = nullptr;
+};
+// The tile epilogue of ApproxQLinearConv, for one panel: channel n's lanes become
+// code(wrap32(sum - corr[n] + q.bias[n])) (requant.h), stored at y[n * ldy_n + l] for lane l;
+// with pool_w > 0 first max-pooled 2x2 / stride 2 (min where the multiplier is negative, as
+// RequantizePlanes does): the panel's 64 lanes are 64 / pool_w whole rows of pool_w pixels
+// (pool_w in {8, 16, 32}, the panel full, starting at an even row), and its 16 pooled pixels
+// go to y[n * ldy_n + j], j < 16 (consecutive pooled rows are contiguous).
+struct Sep8TCodes {
+  RequantParams q;  // channel n of the problem reads q.bias[n], q.mult[n] (or q.mult[0])
+  uint8_t* y;
+  int64_t ldy_n;
+  int64_t pool_w = 0;
 };
 struct X4Source {
   const uint8_t* src;
@@ -120,6 +145,10 @@ void Sep8TGemmVnni(const Sep8TProblem& p, int64_t n_begin, int64_t n_end);
 // l < Lp; Lp a multiple of 16 (rows readable up to Lp). SSE2 only (kept with its users).
 void InterleaveQuads(const uint8_t* rows, int64_t ld, int64_t K, int64_t Kp, int64_t Lp,
                      uint8_t* out);
+// The x4 path's planes: out[l * 4 + j] = table[rows[j * ld + l]] (rows as they are when
+// table is null) for j < k4 (<= 4), 0 for k4 <= j < 4; l < n. Writes 4n bytes. AVX-512 VBMI.
+void InterleaveQuadsMapVbmi(const uint8_t* rows, int64_t ld, int64_t k4, int64_t n,
+                            const uint8_t* table, uint8_t* out);
 constexpr int64_t kMaxX4Taps = 64;  // taps <= this (the x4 path's kernels; larger: im2col)
 // dst[i] = table[src[i]] (256-entry byte table), 64 bytes per step. Needs AVX-512 BW+VBMI.
 void MapBytesVbmi(const uint8_t* table, const uint8_t* src, int64_t n, uint8_t* dst);

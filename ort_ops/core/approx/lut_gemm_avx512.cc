@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "lut_gemm.h"
+#include "requant_avx512.h"
 
 namespace steport::approx {
 namespace {
@@ -662,6 +663,47 @@ void Sep8GemmVnni(const Sep8Problem& p, int64_t m_begin, int64_t m_end) {
 
 // ---- transposed u8 x s8 GEMM for conv (NCHW output, lanes over output pixels) ----------
 namespace {
+// Sep8TCodes: one channel's 64 lanes (sums x0..x3, valid lanes m0..m3) of the problem's one
+// panel to codes.
+inline void StoreCodes(const Sep8TProblem& p, int64_t n, const avx512::CodeBounds& cb,
+                       __m512i x0, __m512i x1, __m512i x2, __m512i x3, __mmask16 m0,
+                       __mmask16 m1, __mmask16 m2, __mmask16 m3) {
+  const Sep8TCodes& o = *p.codes;
+  // sum - corr + bias, wrapping like the int32 path followed by RequantizePlanes
+  const uint32_t shift = static_cast<uint32_t>(o.q.bias[n]) - static_cast<uint32_t>(p.corr ? p.corr[n] : 0);
+  const __m512i b = _mm512_set1_epi32(static_cast<int32_t>(shift));
+  x0 = _mm512_add_epi32(x0, b), x1 = _mm512_add_epi32(x1, b);
+  x2 = _mm512_add_epi32(x2, b), x3 = _mm512_add_epi32(x3, b);
+  const float mult = o.q.per_channel ? o.q.mult[n] : o.q.mult[0];
+  const __m512 m = _mm512_set1_ps(mult);
+  uint8_t* y = o.y + n * o.ldy_n;
+  if (o.pool_w == 0) {
+    _mm_mask_storeu_epi8(y, m0, avx512::Codes(x0, m, cb));
+    _mm_mask_storeu_epi8(y + 16, m1, avx512::Codes(x1, m, cb));
+    _mm_mask_storeu_epi8(y + 32, m2, avx512::Codes(x2, m, cb));
+    _mm_mask_storeu_epi8(y + 48, m3, avx512::Codes(x3, m, cb));
+    return;
+  }
+  // The rows' vertical pairs, as two 16-lane halves a, c of 32 lanes whose horizontal pairs
+  // are the 16 pooled pixels in order.
+  const bool take_min = mult < 0.0f;
+  __m512i a, c;
+  if (o.pool_w == 32) {  // x0 x1: row 0; x2 x3: row 1
+    a = avx512::PoolReduce(take_min, x0, x2), c = avx512::PoolReduce(take_min, x1, x3);
+  } else if (o.pool_w == 16) {  // one row per vector
+    a = avx512::PoolReduce(take_min, x0, x1), c = avx512::PoolReduce(take_min, x2, x3);
+  } else {  // 8: two rows per vector; a = rows (0, 1) and (2, 3) reduced, c = rows 4..7
+    const __m512i top = _mm512_set_epi32(23, 22, 21, 20, 19, 18, 17, 16, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i bottom = _mm512_add_epi32(top, _mm512_set1_epi32(8));
+    a = avx512::PoolReduce(take_min, _mm512_permutex2var_epi32(x0, top, x1),
+                           _mm512_permutex2var_epi32(x0, bottom, x1));
+    c = avx512::PoolReduce(take_min, _mm512_permutex2var_epi32(x2, top, x3),
+                           _mm512_permutex2var_epi32(x2, bottom, x3));
+  }
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(y),
+                   avx512::Codes(avx512::PoolPairs(take_min, a, c), m, cb));
+}
+
 // NR (<= 6) output channels x one 64-lane panel: up to 24 accumulators, 4 activation
 // vectors and a broadcast weight quad (29 of 32 zmm). Named accumulators, not an array of
 // them: at 6 x 4 GCC 12 spills the array to the stack (a Sep8TTile<6, 4> template, even with
@@ -720,6 +762,19 @@ void Sep8TTileNamed(const Sep8TProblem& p, int64_t n0, int64_t l0) {
     return static_cast<__mmask16>((1u << n) - 1);
   };
   const __mmask16 m0 = lanes(0), m1 = lanes(1), m2 = lanes(2), m3 = lanes(3);
+  if (p.codes) {
+    const avx512::CodeBounds cb(p.codes->q.y_zp);
+    auto store = [&](int i, __m512i x0, __m512i x1, __m512i x2, __m512i x3) {
+      StoreCodes(p, n0 + i, cb, x0, x1, x2, x3, m0, m1, m2, m3);
+    };
+    store(0, c00, c01, c02, c03);
+    if constexpr (NR > 1) store(1, c10, c11, c12, c13);
+    if constexpr (NR > 2) store(2, c20, c21, c22, c23);
+    if constexpr (NR > 3) store(3, c30, c31, c32, c33);
+    if constexpr (NR > 4) store(4, c40, c41, c42, c43);
+    if constexpr (NR > 5) store(5, c50, c51, c52, c53);
+    return;
+  }
   auto store = [&](int i, __m512i x0, __m512i x1, __m512i x2, __m512i x3) {
     const __m512i c = _mm512_set1_epi32(p.corr ? p.corr[n0 + i] : 0);
     int32_t* yr = p.y + (n0 + i) * p.ldy_n + l0;
@@ -783,6 +838,41 @@ void InterleaveQuads(const uint8_t* rows, int64_t ld, int64_t K, int64_t Kp, int
       _mm_storeu_si128(q + 1, _mm_unpackhi_epi16(a, c));
       _mm_storeu_si128(q + 2, _mm_unpacklo_epi16(b, d));
       _mm_storeu_si128(q + 3, _mm_unpackhi_epi16(b, d));
+    }
+  }
+}
+
+void InterleaveQuadsMapVbmi(const uint8_t* rows, int64_t ld, int64_t k4, int64_t n,
+                            const uint8_t* table, uint8_t* out) {
+  const __m512i t0 = table ? _mm512_loadu_si512(table) : _mm512_setzero_si512();
+  const __m512i t1 = table ? _mm512_loadu_si512(table + 64) : t0;
+  const __m512i t2 = table ? _mm512_loadu_si512(table + 128) : t0;
+  const __m512i t3 = table ? _mm512_loadu_si512(table + 192) : t0;
+  auto row = [&](int j, int64_t l, __mmask64 k) {
+    if (j >= k4) return _mm512_setzero_si512();  // channels past the last: weights 0
+    const __m512i x = _mm512_maskz_loadu_epi8(k, rows + j * ld + l);
+    if (!table) return x;
+    const __m512i lo = _mm512_permutex2var_epi8(t0, x, t1), hi = _mm512_permutex2var_epi8(t2, x, t3);
+    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(x), lo, hi);
+  };
+  for (int64_t l = 0; l < n; l += 64) {
+    const int64_t left = n - l;
+    const __mmask64 k = left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
+    const __m512i r0 = row(0, l, k), r1 = row(1, l, k), r2 = row(2, l, k), r3 = row(3, l, k);
+    // per 128-bit lane i: q0..q3 = the quads of pixels 16i + 0..3, 4..7, 8..11, 12..15
+    const __m512i ab_lo = _mm512_unpacklo_epi8(r0, r1), ab_hi = _mm512_unpackhi_epi8(r0, r1);
+    const __m512i cd_lo = _mm512_unpacklo_epi8(r2, r3), cd_hi = _mm512_unpackhi_epi8(r2, r3);
+    const __m512i q0 = _mm512_unpacklo_epi16(ab_lo, cd_lo), q1 = _mm512_unpackhi_epi16(ab_lo, cd_lo);
+    const __m512i q2 = _mm512_unpacklo_epi16(ab_hi, cd_hi), q3 = _mm512_unpackhi_epi16(ab_hi, cd_hi);
+    // 4 x 4 transpose of the 128-bit lanes: output i = lane i of q0, q1, q2, q3
+    const __m512i u0 = _mm512_shuffle_i32x4(q0, q1, 0x44), u1 = _mm512_shuffle_i32x4(q2, q3, 0x44);
+    const __m512i u2 = _mm512_shuffle_i32x4(q0, q1, 0xEE), u3 = _mm512_shuffle_i32x4(q2, q3, 0xEE);
+    const __m512i o[4] = {_mm512_shuffle_i32x4(u0, u1, 0x88), _mm512_shuffle_i32x4(u0, u1, 0xDD),
+                          _mm512_shuffle_i32x4(u2, u3, 0x88), _mm512_shuffle_i32x4(u2, u3, 0xDD)};
+    for (int i = 0; i < 4; ++i) {
+      const int64_t px = std::clamp<int64_t>(left - 16 * i, 0, 16);
+      if (px == 16) _mm512_storeu_si512(out + (l + 16 * i) * 4, o[i]);
+      else if (px) _mm512_mask_storeu_epi32(out + (l + 16 * i) * 4, static_cast<__mmask16>((1u << px) - 1), o[i]);
     }
   }
 }

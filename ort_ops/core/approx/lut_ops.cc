@@ -645,11 +645,19 @@ std::vector<int32_t> Correction(const std::vector<int32_t>& wsum, int32_t zp) {
   return corr;
 }
 
+// ConvToCodes's output stage, run by the channel-quad path's tiles (Sep8TCodes).
+struct ConvCodes {
+  RequantParams q;
+  bool pool2x2;
+  uint8_t* y;  // [NB, Co, OH, OW], or [NB, Co, OH / 2, OW / 2] pooled
+};
+
 // The conv over an output window whose rows/columns all touch the input (Conv handles the
-// all-padding border).
+// all-padding border). With `codes` (only where FusesCodes), y is unused and the codes are
+// written instead.
 void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvShape& s,
               const uint8_t* xp, const int8_t* wp, int32_t zp, int32_t* y, const ParFn& par,
-              const ConvWeights& cw) {
+              const ConvWeights& cw, const ConvCodes* codes = nullptr) {
   const Isa isa = variants.isa;
   const Kernels kern = PickKernels(variants);
   const int64_t C = s.C, H = s.H, Wd = s.W, Co = s.Co, Cg = s.Cg, KH = s.KH, KW = s.KW;
@@ -665,8 +673,11 @@ void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvSh
   const int64_t Cq = cw.Cq;
   const int64_t Kp = x4 ? KH * KW * Cq * 4 : RoundUp(Kg, 4);
   // Output rows per block: im2col of a block is Kp x (rows * OW) bytes.
-  const int64_t rows_per_block =
-      std::clamp<int64_t>(kColsBudget / std::max<int64_t>(1, Kp * OW), 1, OH);
+  // A fused pool pairs rows inside 64-lane panels: blocks of whole panels (64 / OW rows).
+  const int64_t panel_rows = codes && codes->pool2x2 ? kMBlock / OW : 1;
+  const int64_t rows_per_block = std::max(
+      panel_rows,
+      std::clamp<int64_t>(kColsBudget / std::max<int64_t>(1, Kp * OW), 1, OH) / panel_rows * panel_rows);
   const int64_t blocks = (OH + rows_per_block - 1) / rows_per_block;
   const int64_t Lmax = RoundUp(rows_per_block * OW, kMBlock);
   // x4: the block's input rows as [Cq][guard + rows * W + guard] pixels of 4 channel bytes.
@@ -727,40 +738,36 @@ void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvSh
         }
     }
   };
-  // x4 block input: X4[cq][guard + r * W + iw][j] = code of channel 4cq + j at input row
-  // oh0 - pt + r (rows outside the image, guards: zp; channels beyond Cg: 0, their weights
-  // are 0), then mapped through f; and the panels: quad q = (kh * KW + kw) * Cq + cq of lane
-  // l is pixel l + kh*dh*W + kw*dw - pl of plane cq (OW == W makes a panel one run), with the
-  // lanes whose column falls outside the image reset to f(zp).
+  // x4 block input: X4[cq][guard + r * W + iw][j] = f(code of channel 4cq + j at input row
+  // oh0 - pt + r) (rows outside the image, guards: f(zp); channels beyond Cg: 0, their
+  // weights are 0), and the panels: quad q = (kh * KW + kw) * Cq + cq of lane l is pixel
+  // l + kh*dh*W + kw*dw - pl of plane cq (OW == W makes a panel one run), with the lanes
+  // whose column falls outside the image reset to f(zp). (f8u exists only for narrow
+  // separable LUTs, the x4 path's.)
+  const uint8_t* x4_map = x4 && sep && !prep.f8_identity ? prep.f8u.data() : nullptr;
+  const uint8_t x4_fill = x4_map ? x4_map[static_cast<uint8_t>(zp)] : static_cast<uint8_t>(zp);
   auto x4_planes = [&](int64_t n, int64_t g, int64_t oh0, int64_t oh1, uint8_t* buf) {
-    const uint8_t zc = static_cast<uint8_t>(zp);
     const int64_t rows = (oh1 - oh0) + (KH - 1) * s.dh;
     for (int64_t cq = 0; cq < Cq; ++cq) {
       uint8_t* plane = buf + cq * x4_plane * 4;
-      std::memset(plane, zc, guard * 4);
-      std::memset(plane + (guard + rows * Wd) * 4, zc, (x4_plane - guard - rows * Wd) * 4);
+      std::memset(plane, x4_fill, guard * 4);
+      std::memset(plane + (guard + rows * Wd) * 4, x4_fill, (x4_plane - guard - rows * Wd) * 4);
       // rows [ra, rb) lie in the image: one run of (rb - ra) * W pixels per channel
       const int64_t ra = std::clamp<int64_t>(s.pt - oh0, 0, rows);
       const int64_t rb = std::clamp<int64_t>(H + s.pt - oh0, ra, rows);
-      std::memset(plane + guard * 4, zc, ra * Wd * 4);
-      std::memset(plane + (guard + rb * Wd) * 4, zc, (rows - rb) * Wd * 4);
+      std::memset(plane + guard * 4, x4_fill, ra * Wd * 4);
+      std::memset(plane + (guard + rb * Wd) * 4, x4_fill, (rows - rb) * Wd * 4);
       const int64_t k4 = std::min<int64_t>(4, Cg - 4 * cq), npix = (rb - ra) * Wd;
       if (npix == 0) continue;
-      const uint8_t* src = xp + ((n * C + g * Cg + 4 * cq) * H + (oh0 - s.pt + ra)) * Wd;
-      uint8_t* out = plane + (guard + ra * Wd) * 4;
-      const int64_t n16 = npix / 16 * 16;  // InterleaveQuads reads whole 16-pixel steps
-      if (n16) InterleaveQuads(src, H * Wd, k4, 4, n16, out);
-      for (int64_t i = n16; i < npix; ++i)
-        for (int64_t j = 0; j < 4; ++j) out[i * 4 + j] = j < k4 ? src[j * H * Wd + i] : 0;
+      // one pass: interleaved and mapped (a separate map over the buffer and 16-pixel SSE
+      // steps took 1.4 % of VGG-small with DRUM at batch 16)
+      InterleaveQuadsMapVbmi(xp + ((n * C + g * Cg + 4 * cq) * H + (oh0 - s.pt + ra)) * Wd, H * Wd,
+                             k4, npix, x4_map, plane + (guard + ra * Wd) * 4);
     }
-    if (sep && !prep.f8_identity) MapBytesVbmi(prep.f8u.data(), buf, Cq * x4_plane * 4, buf);
   };
   // One 64-lane panel [Kp / 4][64][4] of the block (lanes l0.., Lb lanes in the block).
   // The lanes each tap reads in place: bit j of keep[tap] is lane l0 + j's column inside the
   // image for that tap (or a padding lane past Lb, never stored); the others read f(zp).
-  // (f8u exists only for narrow separable LUTs, the x4 path's)
-  const uint8_t x4_fill = x4 && sep && !prep.f8_identity ? prep.f8u[static_cast<uint8_t>(zp)]
-                                                         : static_cast<uint8_t>(zp);
   // The panel's taps: where its 64 lanes of each channel quad lie in the quad planes and
   // which lanes read them (Sep8TProblem::x4).
   struct X4Taps {
@@ -792,7 +799,7 @@ void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvSh
     uint8_t* cols = sc.cols;
     if (x4) x4_planes(n, g, oh0, oh1, cols);
     else im2col(n, g, oh0, oh1, Lp, cols);
-    int32_t* yg = y + (n * Co + g * Og) * L + oh0 * OW;  // channel stride L
+    int32_t* yg = y ? y + (n * Co + g * Og) * L + oh0 * OW : nullptr;  // channel stride L
     const uint8_t* bg = cw.bt.empty() ? nullptr : cw.bt.data() + g * Kg * Og;
     const uint8_t* sg = cw.swapped.empty() ? nullptr : cw.swapped.data() + g * Kg * RoundUp(Og, kMBlock);
     const int32_t* cg = corr.data() + g * Og;
@@ -806,18 +813,29 @@ void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvSh
       // panel at 2 threads (cnn28 at batch 1: 0.25x ORT int8 instead of 0.9x), unless there
       // are too few panels to go round.
       const int64_t npanels = (Lb + 63) / 64;
-      auto panel_problem = [&](int64_t l0, X4Taps& xt, X4Source& src) {
+      // Codes of channel g * Og of image n from this block's first pixel (4 pixels pooled to 1).
+      const int64_t code_div = codes && codes->pool2x2 ? 4 : 1, code_plane = L / code_div;
+      auto panel_problem = [&](int64_t l0, X4Taps& xt, X4Source& src, Sep8TCodes& out) {
         x4_taps(l0, Lb, xt);
         src = X4Source{cols, xt.tap_off, xt.keep, KH * KW, Cq, x4_plane * 4, x4_fill};
         Sep8TProblem tp{nullptr, 64, Kp, cw.wq.data() + g * Og * Kp, std::min<int64_t>(64, Lb - l0),
-                        Og, cg, yg + l0, L, 0};
+                        Og, cg, yg ? yg + l0 : nullptr, L, 0};
         tp.x4 = &src;
+        if (codes) {
+          RequantParams q = codes->q;
+          q.bias += g * Og;
+          if (q.per_channel) q.mult += g * Og;
+          out = Sep8TCodes{q, codes->y + (n * Co + g * Og) * code_plane + (oh0 * OW + l0) / code_div,
+                           code_plane, codes->pool2x2 ? OW : 0};
+          tp.codes = &out;
+        }
         return tp;
       };
       auto panels = [&](int64_t p0, int64_t p1) {
         X4Taps xt;
         X4Source src;
-        for (int64_t pi = p0; pi < p1; ++pi) Sep8TGemmVnni(panel_problem(pi * 64, xt, src), 0, Og);
+        Sep8TCodes out;
+        for (int64_t pi = p0; pi < p1; ++pi) Sep8TGemmVnni(panel_problem(pi * 64, xt, src, out), 0, Og);
       };
       if (!inner_parallel) return panels(0, npanels);
       if (npanels >= 4) return par(npanels, 1, panels);
@@ -825,7 +843,8 @@ void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvSh
       for (int64_t l0 = 0; l0 < Lb; l0 += 64) {
         X4Taps xt;
         X4Source src;
-        const Sep8TProblem tp = panel_problem(l0, xt, src);
+        Sep8TCodes out;
+        const Sep8TProblem tp = panel_problem(l0, xt, src, out);
         par((Og + 5) / 6, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, 64 * Kp)),
             [&](int64_t b0, int64_t b1) { Sep8TGemmVnni(tp, b0 * 6, std::min(Og, b1 * 6)); });
       }
@@ -1060,6 +1079,23 @@ std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep,
     for (int64_t g = 0; g < group; ++g) cw->sepb.push_back(run.PackB(cw->bt.data() + g * Kg * Og, Kg, Og));
   }
   return cw;
+}
+
+bool FusesCodes(const ConvWeights& cw, const ConvShape& s, bool pool2x2) {
+  // x4 takes "same" unit-stride convs (OW == W); Conv hands them to ConvCore whole unless
+  // some output rows or columns see only padding.
+  const auto [oh0, oh1] = TouchingRange(s.H, s.pt, s.sh, s.dh, s.KH, s.OH);
+  const auto [ow0, ow1] = TouchingRange(s.W, s.pl, s.sw, s.dw, s.KW, s.OW);
+  if (!cw.x4 || IsDepthwise(s) || oh0 != 0 || oh1 != s.OH || ow0 != 0 || ow1 != s.OW) return false;
+  // the pool on whole 64-lane panels of whole rows (Sep8TCodes::pool_w)
+  return !pool2x2 || ((s.OW == 8 || s.OW == 16 || s.OW == 32) && (s.OH * s.OW) % kMBlock == 0);
+}
+
+void ConvToCodes(const Prepared& prep, const KernelVariants& variants, const ConvShape& s,
+                 const uint8_t* x, const int8_t* w, int32_t zp, const RequantParams& q,
+                 bool pool2x2, uint8_t* y, const ParFn& par, const ConvWeights& cw) {
+  const ConvCodes codes{q, pool2x2, y};
+  ConvCore(prep, variants, s, x, w, zp, nullptr, par, cw, &codes);
 }
 
 void Conv(const Prepared& prep, const KernelVariants& variants, const ConvShape& s,

@@ -137,4 +137,15 @@ void Conv(const Prepared& prep, const KernelVariants& variants, const ConvShape&
           const uint8_t* x, const int8_t* w, int32_t zp, int32_t* y, const ParFn& par,
           const ConvWeights* pw = nullptr);
 
+// ApproxQLinearConv's output stage inside the conv: whether ConvToCodes takes this conv —
+// the separable channel-quad path (ConvWeights::x4) over an output whose every pixel touches
+// the input, and for a 2x2 / stride-2 pool rows of 8, 16 or 32 pixels filling whole 64-pixel
+// panels (Sep8TCodes). Others run Conv, then RequantizePlanes (requant.h).
+bool FusesCodes(const ConvWeights& cw, const ConvShape& s, bool pool2x2);
+// y uint8 [NB, Co, OH, OW] (pooled: [NB, Co, OH / 2, OW / 2]): RequantizePlanes(Conv(...))
+// bit for bit, the requantization (and pool) run on the GEMM tiles' sums. Needs FusesCodes.
+void ConvToCodes(const Prepared& prep, const KernelVariants& variants, const ConvShape& s,
+                 const uint8_t* x, const int8_t* w, int32_t zp, const RequantParams& q,
+                 bool pool2x2, uint8_t* y, const ParFn& par, const ConvWeights& cw);
+
 }  // namespace steport::approx

@@ -15,13 +15,6 @@
 
 namespace steport::approx {
 
-struct RequantParams {
-  const int32_t* bias = nullptr;  // [C]
-  const float* mult = nullptr;    // [C], or [1] when !per_channel; finite (callers check)
-  bool per_channel = true;
-  int32_t y_zp = 0;               // in [0, 255]
-};
-
 // Max-pool window over the conv output: kernel, strides, pads (top, left, bottom, right).
 // Callers guarantee pads < kernel per side, so every window holds at least one value.
 struct PoolShape {
