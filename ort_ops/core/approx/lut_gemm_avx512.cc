@@ -710,9 +710,12 @@ inline void StoreCodes(const Sep8TProblem& p, int64_t n, const avx512::CodeBound
 // DotQuads, measured 2.3x slower on VGG-small layers); rows past NR compile away.
 // kX4: the quads are read in place (Sep8TProblem::x4), tap by tap, the clipped lanes of a
 // border tap with masked loads; the loop body is the same.
-template <int NR, bool kX4>
+// V (1..4): the 16-lane vectors computed; a panel's last (L - l0 <= 16 (V - 1)) lanes are
+// padding and skipped (a 14x14 output's last panel has 4 valid lanes: V = 1 does a quarter
+// of the work of a full tile).
+template <int NR, int V, bool kX4>
 void Sep8TTileNamed(const Sep8TProblem& p, int64_t n0, int64_t l0) {
-  static_assert(NR >= 1 && NR <= 6);
+  static_assert(NR >= 1 && NR <= 6 && V >= 1 && V <= 4);
   const int64_t kq = p.Kp / 4;
   const int64_t lda = kX4 ? p.x4->cq_stride : (p.panel ? 64 : p.ld_l) * 4;
   const int8_t* w = p.wq + n0 * p.Kp;
@@ -731,19 +734,22 @@ void Sep8TTileNamed(const Sep8TProblem& p, int64_t n0, int64_t l0) {
     const __mmask16 k2 = static_cast<__mmask16>(keep >> 32), k3 = static_cast<__mmask16>(keep >> 48);
     for (int64_t k = 0; k < run_len; ++k, a += lda, w += 4) {
       __m512i a0, a1, a2, a3;
-      if (kX4) {
-        a0 = _mm512_mask_loadu_epi32(fill, k0, a), a1 = _mm512_mask_loadu_epi32(fill, k1, a + 64);
-        a2 = _mm512_mask_loadu_epi32(fill, k2, a + 128), a3 = _mm512_mask_loadu_epi32(fill, k3, a + 192);
-      } else {
-        a0 = _mm512_loadu_si512(a), a1 = _mm512_loadu_si512(a + 64);
-        a2 = _mm512_loadu_si512(a + 128), a3 = _mm512_loadu_si512(a + 192);
-      }
+      auto load = [&](int v, __mmask16 kv) {
+        return kX4 ? _mm512_mask_loadu_epi32(fill, kv, a + 64 * v) : _mm512_loadu_si512(a + 64 * v);
+      };
+      a0 = load(0, k0);
+      if constexpr (V > 1) a1 = load(1, k1);
+      if constexpr (V > 2) a2 = load(2, k2);
+      if constexpr (V > 3) a3 = load(3, k3);
 #define STEPORT_SEP8T_ROW(i, x0, x1, x2, x3)                              \
   if constexpr (NR > (i)) {                                               \
     int32_t quad;                                                         \
     std::memcpy(&quad, w + (i) * ldw, 4);                                 \
     const __m512i b = _mm512_set1_epi32(quad);                            \
-    DotQuads(x0, a0, b), DotQuads(x1, a1, b), DotQuads(x2, a2, b), DotQuads(x3, a3, b); \
+    DotQuads(x0, a0, b);                                                  \
+    if constexpr (V > 1) DotQuads(x1, a1, b);                             \
+    if constexpr (V > 2) DotQuads(x2, a2, b);                             \
+    if constexpr (V > 3) DotQuads(x3, a3, b);                             \
   }
       STEPORT_SEP8T_ROW(0, c00, c01, c02, c03)
       STEPORT_SEP8T_ROW(1, c10, c11, c12, c13)
@@ -791,19 +797,29 @@ void Sep8TTileNamed(const Sep8TProblem& p, int64_t n0, int64_t l0) {
   if constexpr (NR > 5) store(5, c50, c51, c52, c53);
 }
 
-template <bool kX4>
-void Sep8TChannels(const Sep8TProblem& p, int64_t n_begin, int64_t n_end) {
+template <int V, bool kX4>
+void Sep8TChannelsV(const Sep8TProblem& p, int64_t n_begin, int64_t n_end, int64_t l0) {
   const int64_t count = n_end - n_begin;
   const int64_t rest6 = count % 6 == 2 && count >= 8 ? 8 : count % 6;  // channels after the 6s
+  int64_t n = n_begin;
+  for (; n_end - n > rest6; n += 6) Sep8TTileNamed<6, V, kX4>(p, n, l0);
+  for (; n_end - n >= 4; n += 4) Sep8TTileNamed<4, V, kX4>(p, n, l0);
+  switch (n_end - n) {
+    case 3: Sep8TTileNamed<3, V, kX4>(p, n, l0); break;
+    case 2: Sep8TTileNamed<2, V, kX4>(p, n, l0); break;
+    case 1: Sep8TTileNamed<1, V, kX4>(p, n, l0); break;
+    default: break;
+  }
+}
+
+template <bool kX4>
+void Sep8TChannels(const Sep8TProblem& p, int64_t n_begin, int64_t n_end) {
   for (int64_t l0 = 0; l0 < p.L; l0 += 64) {
-    int64_t n = n_begin;
-    for (; n_end - n > rest6; n += 6) Sep8TTileNamed<6, kX4>(p, n, l0);
-    for (; n_end - n >= 4; n += 4) Sep8TTileNamed<4, kX4>(p, n, l0);
-    switch (n_end - n) {
-      case 3: Sep8TTileNamed<3, kX4>(p, n, l0); break;
-      case 2: Sep8TTileNamed<2, kX4>(p, n, l0); break;
-      case 1: Sep8TTileNamed<1, kX4>(p, n, l0); break;
-      default: break;
+    switch (std::min<int64_t>(4, (p.L - l0 + 15) / 16)) {
+      case 1: Sep8TChannelsV<1, kX4>(p, n_begin, n_end, l0); break;
+      case 2: Sep8TChannelsV<2, kX4>(p, n_begin, n_end, l0); break;
+      case 3: Sep8TChannelsV<3, kX4>(p, n_begin, n_end, l0); break;
+      default: Sep8TChannelsV<4, kX4>(p, n_begin, n_end, l0); break;
     }
   }
 }
@@ -813,9 +829,10 @@ void Sep8TGemmVnni(const Sep8TProblem& p, int64_t n_begin, int64_t n_end) {
   // Blocks of 6 channels, the rest (1..5, or 8 = 4 + 4 rather than 6 + 2) in blocks of at
   // most 4 named rows: the tail of 128 channels on 1-row tiles (4 accumulator chains,
   // latency-bound) took 3 % of a 128-channel layer for 1.6 % of its work.
-  // A partial last panel runs as a full one (its padding lanes are readable: panels and
-  // ld_l hold whole 64-lane groups) and stores its valid lanes: cheaper than narrower tiles,
-  // which (array accumulators) spilled: a 14x14 output has 196 = 3 x 64 + 4 lanes.
+  // A partial last panel computes the 16-lane vectors that hold valid lanes (the tiles' V,
+  // named accumulators like the full tiles: an array of them spilled) and stores the valid
+  // lanes; the padding lanes inside those vectors are readable (panels and ld_l hold whole
+  // 64-lane groups). A 14x14 output has 196 = 3 x 64 + 4 lanes: 13 vectors, not 16.
   if (p.x4) return Sep8TChannels<true>(p, n_begin, n_end);
   Sep8TChannels<false>(p, n_begin, n_end);
 }
