@@ -102,36 +102,37 @@ class WeightCache {
   std::shared_ptr<const Packed> packed_;
 };
 
-// int32 scratch of the QLinear ops' sums, from the session's CPU allocator (ORT's arena: the
-// memory is reused by later nodes and runs). A std::vector of the whole batch's sums was
-// zero-filled and page-faulted anew on every run: ~20 MB and 0.5 ms (1 %) of a VGG-small run
-// at batch 16.
-class AccScratch {
+// Scratch of the QLinear ops (int32 sums, or uint8 codes before a pool) from the session's
+// CPU allocator (ORT's arena: the memory is reused by later nodes and runs). A std::vector of
+// the whole batch's sums was zero-filled and page-faulted anew on every run: ~20 MB and 0.5 ms
+// (1 %) of a VGG-small run at batch 16.
+template <typename T>
+class Scratch {
  public:
-  AccScratch(Ort::KernelContext& ctx, const std::vector<int64_t>& shape) {
+  Scratch(Ort::KernelContext& ctx, const std::vector<int64_t>& shape) {
     const int64_t n = NumElements(shape);
-    Check(n <= INT64_MAX / static_cast<int64_t>(sizeof(int32_t)), "int32 sums of shape ",
-          ShapeStr(shape), " overflow a byte count");
+    Check(n <= INT64_MAX / static_cast<int64_t>(sizeof(T)), "scratch of shape ", ShapeStr(shape),
+          " overflows a byte count");
     const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
     alloc_ = ctx.GetAllocator(*cpu);
-    Check(alloc_ != nullptr, "no CPU allocator for the int32 sums");
-    data_ = static_cast<int32_t*>(alloc_->Alloc(alloc_, static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(int32_t)));
+    Check(alloc_ != nullptr, "no CPU allocator for the scratch");
+    data_ = static_cast<T*>(alloc_->Alloc(alloc_, static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T)));
     if (!data_) {
       Ort::GetApi().ReleaseAllocator(alloc_);
-      Fail("cannot allocate the int32 sums of shape ", ShapeStr(shape));
+      Fail("cannot allocate the scratch of shape ", ShapeStr(shape));
     }
   }
-  ~AccScratch() {
+  ~Scratch() {
     alloc_->Free(alloc_, data_);
     Ort::GetApi().ReleaseAllocator(alloc_);
   }
-  AccScratch(const AccScratch&) = delete;
-  AccScratch& operator=(const AccScratch&) = delete;
-  int32_t* data() const { return data_; }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  T* data() const { return data_; }
 
  private:
   OrtAllocator* alloc_ = nullptr;
-  int32_t* data_ = nullptr;
+  T* data_ = nullptr;
 };
 
 approx::ParFn OrtPar(Ort::KernelContext& ctx) {
@@ -231,7 +232,7 @@ struct QMatMulCpu {
     const int32_t zp = ReadZeroPoint(ctx, spec_qmm::kInputAZeroPoint);
     auto out = ctx.GetOutput(spec_qmm::kOutputY.index, s.y);
     if (s.M == 0 || s.N == 0) return;
-    AccScratch acc(ctx, {s.M, s.N});
+    Scratch<int32_t> acc(ctx, {s.M, s.N});
     core.Run(ctx, a, b, lut, zp, s, acc.data());
     approx::RequantizeRows(core.variants.isa, acc.data(), s.M, s.N, q,
                            out.GetTensorMutableData<uint8_t>(), OrtPar(ctx));
@@ -373,15 +374,28 @@ struct QConvCpu {
     if ((pool.identity() || pool2x2) && approx::FusesCodes(*r.pw, s, pool2x2))
       return approx::ConvToCodes(*r.prep, core.variants, s, xd, wp, zp, q, pool2x2, yd, OrtPar(ctx),
                                  *r.pw);
-    // Else one image at a time, requantized while its int32 sums are in cache (one pass over
+    // Else one image at a time, pooled while its sums or codes are in cache (one pass over
     // the whole batch's sums went through memory: 8 MiB for a 128-channel 32x32 layer at
-    // batch 16, 4 % of that layer). Threads take whole images (each with its own sums); a
-    // single image spreads over the threads inside the conv.
+    // batch 16, 4 % of that layer). Threads take whole images (each with its own scratch); a
+    // single image spreads over the threads inside the conv. Where the tiles can requantize
+    // but not pool (rows not filling whole panels, other pools), they write the image's codes
+    // and the codes are max-pooled: the same result (requant.h), a quarter of the bytes.
     const int64_t in_image = s.C * s.H * s.W, out_image = s.Co * PH * PW;
     approx::ConvShape one = s;
     one.NB = 1;
+    const bool codes_then_pool = approx::FusesCodes(*r.pw, s, false);
     auto images = [&](int64_t n0, int64_t n1, const approx::ParFn& inner) {
-      AccScratch acc(ctx, {1, s.Co, s.OH, s.OW});
+      if (codes_then_pool) {
+        Scratch<uint8_t> codes(ctx, {1, s.Co, s.OH, s.OW});
+        for (int64_t n = n0; n < n1; ++n) {
+          approx::ConvToCodes(*r.prep, core.variants, one, xd + n * in_image, wp, zp, q, false,
+                              codes.data(), inner, *r.pw);
+          approx::MaxPoolCodes(core.variants.isa, codes.data(), s.Co, s.OH, s.OW, pool, PH, PW,
+                               yd + n * out_image, inner);
+        }
+        return;
+      }
+      Scratch<int32_t> acc(ctx, {1, s.Co, s.OH, s.OW});
       for (int64_t n = n0; n < n1; ++n) {
         approx::Conv(*r.prep, core.variants, one, xd + n * in_image, wp, zp, acc.data(), inner,
                      r.pw.get());

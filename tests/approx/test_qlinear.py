@@ -56,6 +56,8 @@ CONVS = [
     ((2, 3, 10, 10), 5, 3, (2, 2), (0, 1, 2, 0), (1, 2), 1, ((2, 3), (1, 2), (1, 0, 0, 2))),
     ((1, 6, 7, 9), 4, 1, (1, 1), (0, 0, 0, 0), (1, 1), 2, ((1, 1), (1, 1), (0, 0, 0, 0))),
     ((3, 2, 34, 40), 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1, ((2, 2), (2, 2), (0, 0, 0, 0))),
+    # 2x2 pool with bottom / right pads on odd sizes: the last windows are one row / column
+    ((2, 4, 5, 7), 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1, ((2, 2), (2, 2), (0, 0, 1, 1))),
     # Separable LUTs (exact, trunc) on AVX-512 VNNI requantize and pool in the GEMM's tiles
     # (FusesCodes): rows of 32, 16 and 8 pixels in 64-pixel panels, groups, no pool with a
     # partial last panel; 6 x 16 (96 pixels, not whole panels) stays unfused.

@@ -760,8 +760,8 @@ void Sep8TTileNamed(const Sep8TProblem& p, int64_t n0, int64_t l0) {
 #undef STEPORT_SEP8T_ROW
     }
   }
-  // A partial last panel (p.L - l0 < 64) was computed on its readable padding lanes: store
-  // the valid ones only.
+  // A partial last panel (p.L - l0 < 64) was computed on the readable padding lanes of its V
+  // vectors: store the valid lanes only (vectors past V: none).
   const int64_t valid = std::min<int64_t>(64, p.L - l0);
   auto lanes = [valid](int v) {
     const int64_t n = std::clamp<int64_t>(valid - 16 * v, 0, 16);

@@ -23,6 +23,15 @@ inline int32_t WrapAdd(int32_t a, int32_t b) {
 
 using SpanFn = void (*)(const int32_t*, int64_t, int32_t, float, int32_t, uint8_t*);
 
+// A 2x2 / stride-2 pool whose every window is whole: rows 2ph, 2ph + 1 < H and columns
+// 2pw, 2pw + 1 < W (the AVX-512 kernels read them all). Bottom / right pads of 1 on an odd
+// size clip the last window to one row or column: the general path (which the fast one took
+// before, reading the next row's first value and past the last plane).
+bool Unclipped2x2(const PoolShape& p, int64_t H, int64_t W, int64_t PH, int64_t PW) {
+  return p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.pt == 0 && p.pl == 0 &&
+         2 * PH <= H && 2 * PW <= W;
+}
+
 // One plane with the pool: each output row reduces its window rows (vertical, contiguous),
 // then the columns of the reduced row (horizontal), then requantizes PW values.
 void PoolPlane(const int32_t* acc, int64_t H, int64_t W, const PoolShape& p, int64_t PH,
@@ -71,6 +80,7 @@ void RequantizePlanes(Isa isa, const int32_t* acc, int64_t NB, int64_t C, int64_
   const bool avx512 = isa == Isa::kAvx512;
   const SpanFn span = avx512 ? RequantSpanAvx512 : RequantSpanPortable;
   const bool pooled = !pool.identity();
+  const bool pool2x2 = Unclipped2x2(pool, H, W, PH, PW);
   const int64_t plane = H * W, grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(plane, 1));
   par(NB * C, grain, [&](int64_t begin, int64_t end) {
     std::vector<int32_t> rowbuf(pooled ? W : 0), outbuf(pooled ? PW : 0);
@@ -84,8 +94,7 @@ void RequantizePlanes(Isa isa, const int32_t* acc, int64_t NB, int64_t C, int64_
         span(a, plane, bias, mult, q.y_zp, out);
         continue;
       }
-      if (avx512 && pool.kh == 2 && pool.kw == 2 && pool.sh == 2 && pool.sw == 2 && pool.pt == 0 &&
-          pool.pl == 0) {  // the common VGG / ResNet pool; rows 2ph, 2ph + 1 < H
+      if (avx512 && pool2x2) {  // the common VGG / ResNet pool
         for (int64_t ph = 0; ph < PH; ++ph)
           Pool2x2RequantAvx512(a + 2 * ph * W, a + (2 * ph + 1) * W, PW, bias, mult, q.y_zp,
                                mult < 0.0f, out + ph * PW);
@@ -93,6 +102,34 @@ void RequantizePlanes(Isa isa, const int32_t* acc, int64_t NB, int64_t C, int64_
       }
       PoolPlane(a, H, W, pool, PH, PW, bias, mult, q.y_zp, mult < 0.0f, span,
                 rowbuf.data(), outbuf.data(), out);
+    }
+  });
+}
+
+void MaxPoolCodes(Isa isa, const uint8_t* codes, int64_t planes, int64_t H, int64_t W,
+                  const PoolShape& p, int64_t PH, int64_t PW, uint8_t* y, const ParFn& par) {
+  const bool pool2x2 = isa == Isa::kAvx512 && Unclipped2x2(p, H, W, PH, PW);
+  const int64_t plane = H * W, grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(plane, 1));
+  par(planes, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const uint8_t* a = codes + i * plane;
+      uint8_t* out = y + i * PH * PW;
+      for (int64_t ph = 0; ph < PH; ++ph) {
+        if (pool2x2) {
+          Pool2x2CodesAvx512(a + 2 * ph * W, a + (2 * ph + 1) * W, PW, out + ph * PW);
+          continue;
+        }
+        const int64_t h0 = std::max<int64_t>(ph * p.sh - p.pt, 0);
+        const int64_t h1 = std::min<int64_t>(ph * p.sh - p.pt + p.kh, H);  // h0 < h1 (pads < kernel)
+        for (int64_t pw = 0; pw < PW; ++pw) {
+          const int64_t w0 = std::max<int64_t>(pw * p.sw - p.pl, 0);
+          const int64_t w1 = std::min<int64_t>(pw * p.sw - p.pl + p.kw, W);
+          uint8_t v = 0;
+          for (int64_t h = h0; h < h1; ++h)
+            for (int64_t w = w0; w < w1; ++w) v = std::max(v, a[h * W + w]);
+          out[ph * PW + pw] = v;
+        }
+      }
     }
   });
 }

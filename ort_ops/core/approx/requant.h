@@ -28,6 +28,13 @@ void RequantizePlanes(Isa isa, const int32_t* acc, int64_t NB, int64_t C, int64_
                       const RequantParams& q, const PoolShape& pool, int64_t PH, int64_t PW,
                       uint8_t* y, const ParFn& par);
 
+// MaxPool (floor mode, padding never selected) of uint8 codes [planes, H, W] ->
+// y [planes, PH, PW]: the pool of requantized codes (ApproxQLinearConv where the GEMM's
+// tiles requantize but cannot pool). Equal to pooling the sums as RequantizePlanes does: the
+// code of the max (min) sum is the max code. Parallel over the planes.
+void MaxPoolCodes(Isa isa, const uint8_t* codes, int64_t planes, int64_t H, int64_t W,
+                  const PoolShape& pool, int64_t PH, int64_t PW, uint8_t* y, const ParFn& par);
+
 // acc [M, N] row-major, channel = column -> y uint8 [M, N]. Parallel over rows.
 void RequantizeRows(Isa isa, const int32_t* acc, int64_t M, int64_t N, const RequantParams& q,
                     uint8_t* y, const ParFn& par);
@@ -48,5 +55,7 @@ void RequantRowAvx512(const int32_t* acc, int64_t n, const int32_t* bias, const 
 // composes PoolPlane's steps.
 void Pool2x2RequantAvx512(const int32_t* r0, const int32_t* r1, int64_t n, int32_t bias,
                           float mult, int32_t y_zp, bool take_min, uint8_t* y);
+// y[j] = max(r0[2j], r0[2j + 1], r1[2j], r1[2j + 1]), j < n (2n codes readable per row).
+void Pool2x2CodesAvx512(const uint8_t* r0, const uint8_t* r1, int64_t n, uint8_t* y);
 
 }  // namespace steport::approx

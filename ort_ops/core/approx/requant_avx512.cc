@@ -61,4 +61,18 @@ void Pool2x2RequantAvx512(const int32_t* r0, const int32_t* r1, int64_t n, int32
   }
 }
 
+void Pool2x2CodesAvx512(const uint8_t* r0, const uint8_t* r1, int64_t n, uint8_t* y) {
+  for (int64_t j = 0; j < n; j += 32) {
+    // 32 outputs from 64 columns of both rows (masked at the end: 2n columns are readable)
+    const int64_t left = 2 * (n - j);
+    const __mmask64 k = left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
+    const __m512i v = _mm512_max_epu8(_mm512_maskz_loadu_epi8(k, r0 + 2 * j),
+                                      _mm512_maskz_loadu_epi8(k, r1 + 2 * j));
+    // column pairs: each 16-bit lane's two bytes, the max in its low byte
+    const __m512i pairs = _mm512_max_epu8(v, _mm512_srli_epi16(v, 8));
+    const __mmask32 ko = n - j >= 32 ? ~__mmask32{0} : (__mmask32{1} << (n - j)) - 1;
+    _mm256_mask_storeu_epi8(y + j, ko, _mm512_cvtepi16_epi8(pairs));
+  }
+}
+
 }  // namespace steport::approx
