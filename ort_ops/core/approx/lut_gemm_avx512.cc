@@ -14,6 +14,20 @@
 
 namespace steport::approx {
 namespace {
+// A 256-byte table in four registers, looked up 64 codes at a time: vpermi2b on each
+// 128-byte half, the code's top bit choosing the half. Default: all zeros.
+struct ByteTable {
+  __m512i t0 = _mm512_setzero_si512(), t1 = t0, t2 = t0, t3 = t0;
+  ByteTable() = default;
+  explicit ByteTable(const uint8_t* table)
+      : t0(_mm512_loadu_si512(table)), t1(_mm512_loadu_si512(table + 64)),
+        t2(_mm512_loadu_si512(table + 128)), t3(_mm512_loadu_si512(table + 192)) {}
+  __m512i Lookup(__m512i codes) const {
+    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(codes), _mm512_permutex2var_epi8(t0, codes, t1),
+                                  _mm512_permutex2var_epi8(t2, codes, t3));
+  }
+};
+
 // Cache blocking: a pass covers kRowsPerPass rows x 8 columns; per k-chunk of kKc, the 8*kKc
 // LUT rows it touches (32 KiB) stay in L1 while every row block of the pass reuses them.
 // Partial sums live in a small int32 scratch between k-chunks.
@@ -312,15 +326,9 @@ inline void TransposeCodes64(const __m512i* rows, Col&& col) {
 // under Mitchell).
 void BuildStepLists(const PlaneProblem& p, int64_t g0, int64_t gn, int64_t k0, int64_t k1,
                     uint32_t* lists, int64_t cap, int64_t* nw, int64_t* nn, uint32_t* lo_sum) {
-  const uint8_t* flags = p.t.step_flags;
-  const __m512i f0 = _mm512_loadu_si512(flags), f1 = _mm512_loadu_si512(flags + 64);
-  const __m512i f2 = _mm512_loadu_si512(flags + 128), f3 = _mm512_loadu_si512(flags + 192);
+  const ByteTable flags(p.t.step_flags);
   const int nlo = p.t.narrow ? p.t.narrow_lo_planes : 0;  // narrow_lo summed with vpsadbw
   const uint8_t* lo_planes = p.t.narrow_lo_bytes;
-  auto lookup = [](__m512i codes, __m512i t0, __m512i t1, __m512i t2, __m512i t3) {
-    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(codes), _mm512_permutex2var_epi8(t0, codes, t1),
-                                  _mm512_permutex2var_epi8(t2, codes, t3));
-  };
   // entry lanes: code byte c of lane group q to the top byte of dword c % 16 (others zero)
   __m512i to_top[4];
   for (int q = 0; q < 4; ++q) {
@@ -342,7 +350,7 @@ void BuildStepLists(const PlaneProblem& p, int64_t g0, int64_t gn, int64_t k0, i
     const __m512i kv = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(kb)), iota);
     TransposeCodes64(rows, [&](int j, __m512i codes) {
       if (j >= gn) return;
-      const __m512i f = lookup(codes, f0, f1, f2, f3);
+      const __m512i f = flags.Lookup(codes);
       const __mmask64 live = _mm512_testn_epi8_mask(f, _mm512_set1_epi8(1)) & valid;
       const __mmask64 narrow = _mm512_test_epi8_mask(f, _mm512_set1_epi8(2)) & live;
       const __mmask64 wide = live & ~narrow;
@@ -370,9 +378,7 @@ void BuildStepLists(const PlaneProblem& p, int64_t g0, int64_t gn, int64_t k0, i
       nw[j] = front - (lists + j * cap);
       nn[j] = (lists + j * cap + cap) - back;
       for (int q = 0; q < nlo; ++q) {
-        const __m512i t = _mm512_maskz_mov_epi8(
-            narrow, lookup(codes, _mm512_loadu_si512(lo_planes + q * 256), _mm512_loadu_si512(lo_planes + q * 256 + 64),
-                           _mm512_loadu_si512(lo_planes + q * 256 + 128), _mm512_loadu_si512(lo_planes + q * 256 + 192)));
+        const __m512i t = _mm512_maskz_mov_epi8(narrow, ByteTable(lo_planes + q * 256).Lookup(codes));
         lo_acc[j] = _mm512_add_epi64(lo_acc[j], _mm512_slli_epi64(_mm512_sad_epu8(t, _mm512_setzero_si512()), 8 * q));
       }
     });
@@ -768,20 +774,9 @@ void Sep8TTileNamed(const Sep8TProblem& p, int64_t n0, int64_t l0) {
     return static_cast<__mmask16>((1u << n) - 1);
   };
   const __mmask16 m0 = lanes(0), m1 = lanes(1), m2 = lanes(2), m3 = lanes(3);
-  if (p.codes) {
-    const avx512::CodeBounds cb(p.codes->q.y_zp);
-    auto store = [&](int i, __m512i x0, __m512i x1, __m512i x2, __m512i x3) {
-      StoreCodes(p, n0 + i, cb, x0, x1, x2, x3, m0, m1, m2, m3);
-    };
-    store(0, c00, c01, c02, c03);
-    if constexpr (NR > 1) store(1, c10, c11, c12, c13);
-    if constexpr (NR > 2) store(2, c20, c21, c22, c23);
-    if constexpr (NR > 3) store(3, c30, c31, c32, c33);
-    if constexpr (NR > 4) store(4, c40, c41, c42, c43);
-    if constexpr (NR > 5) store(5, c50, c51, c52, c53);
-    return;
-  }
+  const avx512::CodeBounds cb(p.codes ? p.codes->q.y_zp : 0);
   auto store = [&](int i, __m512i x0, __m512i x1, __m512i x2, __m512i x3) {
+    if (p.codes) return StoreCodes(p, n0 + i, cb, x0, x1, x2, x3, m0, m1, m2, m3);
     const __m512i c = _mm512_set1_epi32(p.corr ? p.corr[n0 + i] : 0);
     int32_t* yr = p.y + (n0 + i) * p.ldy_n + l0;
     _mm512_mask_storeu_epi32(yr, m0, _mm512_sub_epi32(x0, c));
@@ -861,16 +856,11 @@ void InterleaveQuads(const uint8_t* rows, int64_t ld, int64_t K, int64_t Kp, int
 
 void InterleaveQuadsMapVbmi(const uint8_t* rows, int64_t ld, int64_t k4, int64_t n,
                             const uint8_t* table, uint8_t* out) {
-  const __m512i t0 = table ? _mm512_loadu_si512(table) : _mm512_setzero_si512();
-  const __m512i t1 = table ? _mm512_loadu_si512(table + 64) : t0;
-  const __m512i t2 = table ? _mm512_loadu_si512(table + 128) : t0;
-  const __m512i t3 = table ? _mm512_loadu_si512(table + 192) : t0;
+  const ByteTable map = table ? ByteTable(table) : ByteTable();
   auto row = [&](int j, int64_t l, __mmask64 k) {
     if (j >= k4) return _mm512_setzero_si512();  // channels past the last: weights 0
     const __m512i x = _mm512_maskz_loadu_epi8(k, rows + j * ld + l);
-    if (!table) return x;
-    const __m512i lo = _mm512_permutex2var_epi8(t0, x, t1), hi = _mm512_permutex2var_epi8(t2, x, t3);
-    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(x), lo, hi);
+    return table ? map.Lookup(x) : x;
   };
   for (int64_t l = 0; l < n; l += 64) {
     const int64_t left = n - l;
@@ -895,14 +885,9 @@ void InterleaveQuadsMapVbmi(const uint8_t* rows, int64_t ld, int64_t k4, int64_t
 }
 
 void MapBytesVbmi(const uint8_t* table, const uint8_t* src, int64_t n, uint8_t* dst) {
-  const __m512i t0 = _mm512_loadu_si512(table), t1 = _mm512_loadu_si512(table + 64);
-  const __m512i t2 = _mm512_loadu_si512(table + 128), t3 = _mm512_loadu_si512(table + 192);
+  const ByteTable map(table);
   int64_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    const __m512i x = _mm512_loadu_si512(src + i);
-    const __m512i lo = _mm512_permutex2var_epi8(t0, x, t1), hi = _mm512_permutex2var_epi8(t2, x, t3);
-    _mm512_storeu_si512(dst + i, _mm512_mask_blend_epi8(_mm512_movepi8_mask(x), lo, hi));
-  }
+  for (; i + 64 <= n; i += 64) _mm512_storeu_si512(dst + i, map.Lookup(_mm512_loadu_si512(src + i)));
   for (; i < n; ++i) dst[i] = table[src[i]];
 }
 

@@ -579,6 +579,18 @@ std::pair<int64_t, int64_t> TouchingRange(int64_t n, int64_t pad, int64_t s, int
   return {lo, std::max(lo, std::min(hi, out))};
 }
 
+// The output rows [oh0, oh1) and columns [ow0, ow1) whose taps touch the input; whole: all
+// of the output (Conv then runs ConvCore on it directly).
+struct TouchingWindow {
+  int64_t oh0, oh1, ow0, ow1;
+  bool whole;
+};
+TouchingWindow Touching(const ConvShape& s) {
+  const auto [oh0, oh1] = TouchingRange(s.H, s.pt, s.sh, s.dh, s.KH, s.OH);
+  const auto [ow0, ow1] = TouchingRange(s.W, s.pl, s.sw, s.dw, s.KW, s.OW);
+  return {oh0, oh1, ow0, ow1, oh0 == 0 && oh1 == s.OH && ow0 == 0 && ow1 == s.OW};
+}
+
 // Depthwise (group == C == C_out): per plane, per tap, gather-accumulate a LUT row over
 // the valid output columns; out-of-image taps add LUT[zp][w] (the padding code).
 void Depthwise(const Kernels& kern, const Prepared& prep, const ConvShape& s, const uint8_t* xp,
@@ -1084,9 +1096,7 @@ std::shared_ptr<const ConvWeights> PackConvWeights(const Prepared& prep,
 bool FusesCodes(const ConvWeights& cw, const ConvShape& s, bool pool2x2) {
   // x4 takes "same" unit-stride convs (OW == W); Conv hands them to ConvCore whole unless
   // some output rows or columns see only padding.
-  const auto [oh0, oh1] = TouchingRange(s.H, s.pt, s.sh, s.dh, s.KH, s.OH);
-  const auto [ow0, ow1] = TouchingRange(s.W, s.pl, s.sw, s.dw, s.KW, s.OW);
-  if (!cw.x4 || IsDepthwise(s) || oh0 != 0 || oh1 != s.OH || ow0 != 0 || ow1 != s.OW) return false;
+  if (!cw.x4 || IsDepthwise(s) || !Touching(s).whole) return false;
   // the pool on whole 64-lane panels of whole rows (Sep8TCodes::pool_w)
   return !pool2x2 || ((s.OW == 8 || s.OW == 16 || s.OW == 32) && (s.OH * s.OW) % kMBlock == 0);
 }
@@ -1103,10 +1113,8 @@ void Conv(const Prepared& prep, const KernelVariants& variants, const ConvShape&
           const ConvWeights* pw) {
   std::shared_ptr<const ConvWeights> local;
   if (!pw) local = PackConvWeights(prep, variants, s, w), pw = local.get();
-  const auto [oh0, oh1] = TouchingRange(s.H, s.pt, s.sh, s.dh, s.KH, s.OH);
-  const auto [ow0, ow1] = TouchingRange(s.W, s.pl, s.sw, s.dw, s.KW, s.OW);
-  if (oh0 == 0 && oh1 == s.OH && ow0 == 0 && ow1 == s.OW)
-    return ConvCore(prep, variants, s, x, w, zp, y, par, *pw);
+  const auto [oh0, oh1, ow0, ow1, whole] = Touching(s);
+  if (whole) return ConvCore(prep, variants, s, x, w, zp, y, par, *pw);
   // The inner window below is narrower than the input: the channel-quad layout needs
   // OW == W, so such (rare: dilated taps skipping a tiny image) calls use the im2col layout.
   if (pw->x4) local = PackConvWeights(prep, variants, s, w, false), pw = local.get();
