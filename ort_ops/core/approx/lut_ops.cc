@@ -777,11 +777,10 @@ void ConvCore(const Prepared& prep, const KernelVariants& variants, const ConvSh
                              k4, npix, x4_map, plane + (guard + ra * Wd) * 4);
     }
   };
-  // One 64-lane panel [Kp / 4][64][4] of the block (lanes l0.., Lb lanes in the block).
-  // The lanes each tap reads in place: bit j of keep[tap] is lane l0 + j's column inside the
-  // image for that tap (or a padding lane past Lb, never stored); the others read f(zp).
-  // The panel's taps: where its 64 lanes of each channel quad lie in the quad planes and
-  // which lanes read them (Sep8TProblem::x4).
+  // The taps of the 64-lane panel at lane l0 (Lb lanes in the block): where its lanes of each
+  // channel quad lie in the quad planes (tap_off) and which lanes read them in place (bit j
+  // of keep[tap]: lane l0 + j's column is inside the image for that tap, or the lane is
+  // padding past Lb, never stored); the others read f(zp) (Sep8TProblem::x4).
   struct X4Taps {
     int64_t tap_off[kMaxX4Taps];
     uint64_t keep[kMaxX4Taps];
